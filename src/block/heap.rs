@@ -1,0 +1,68 @@
+//! Portable backend: an aligned, zeroed heap allocation, never pinned.
+//!
+//! Used under Miri (which cannot run system calls such as `memfd_create`), so that the code
+//! above Block is checked there, and on targets without a native backend. It cannot pin:
+//! [`Pin::Required`] fails with [`MemError::PinUnsupported`] except under Miri, where the
+//! policy is accepted so that the same tests run, and `is_pinned()` says `false` either way.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+use super::Pin;
+use super::id::Ticket;
+use crate::error::MemError;
+
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    layout: Layout,
+    ticket: Ticket,
+}
+
+impl Mapping {
+    pub(crate) const BACKEND: &'static str = "portable heap";
+
+    pub(crate) fn open(len: usize, _name: &str, pin: Pin) -> Result<Mapping, MemError> {
+        if pin == Pin::Required && !cfg!(miri) {
+            return Err(MemError::PinUnsupported {
+                backend: Self::BACKEND,
+            });
+        }
+        let page = crate::page_size();
+        let layout = Layout::from_size_align(len, page).map_err(|_| MemError::SizeOverflow {
+            requested: len,
+            granule: page,
+        })?;
+        // SAFETY: `len` is nonzero (checked by the Builder) and the layout is valid.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let base = NonNull::new(ptr).ok_or(MemError::AllocFailed { requested: len })?;
+        Ok(Mapping {
+            base,
+            layout,
+            ticket: Ticket::take(),
+        })
+    }
+
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.ticket.id()
+    }
+
+    pub(crate) fn is_pinned(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `open` with this very layout; the Block that lent out views
+        // is being dropped, so no reference into it is alive.
+        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
+    }
+}

@@ -1,0 +1,252 @@
+//! Linux backend: a sealed memfd, mapped shared, populated in parallel and locked in RAM.
+//!
+//! Open, in order (each step's failure releases what the earlier ones acquired, through
+//! `Drop`):
+//!
+//! 1. refuse sizes that `MemAvailable` or the cgroup limit cannot hold (an oversized memfd
+//!    is not an error to the kernel: populating it summons the OOM killer);
+//! 2. `memfd_create(CLOEXEC | ALLOW_SEALING | NOEXEC_SEAL)`, retried without `NOEXEC_SEAL`
+//!    before Linux 6.3;
+//! 3. `ftruncate`, then seal `SHRINK | GROW`: no holder of the fd can ever resize the file
+//!    and make a mapping of it fault with `SIGBUS`;
+//! 4. `mmap(MAP_SHARED)`, so the same pages can be mapped by other processes;
+//! 5. `mlock2(MLOCK_ONFAULT)`: charge RLIMIT_MEMLOCK for the whole range and fail fast,
+//!    before any page is allocated, if the limit refuses;
+//! 6. populate with `MADV_POPULATE_WRITE`, split over threads for large Blocks (the cost of
+//!    shmem is per-page fault overhead, which parallelises), each page locked as it faults;
+//! 7. `mlock`, which turns the on-fault lock into a full one by walking present pages.
+//!
+//! Drop: `munlock`, `munmap`, then `close` (the fd field drops last).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use super::Pin;
+use super::id::Ticket;
+use crate::error::MemError;
+use crate::ffi::linux as ffi;
+use crate::limits::{Limits, check_headroom};
+
+/// `MFD_NOEXEC_SEAL` (linux/memfd.h, Linux 6.3): the memfd can never be made executable.
+const MFD_NOEXEC_SEAL: libc::c_uint = 0x8;
+
+/// Blocks at least this large are populated by several threads.
+const PARALLEL_MIN: usize = 64 << 20;
+/// Each populating thread gets at least this much.
+const PARALLEL_CHUNK: usize = 32 << 20;
+/// No more populating threads than this, however many cores.
+const PARALLEL_MAX: usize = 32;
+
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+    /// `mlock2`/`mlock` succeeded on the range: `munlock` it at drop.
+    locked: bool,
+    /// Every page is present and locked.
+    pinned: bool,
+    fd: OwnedFd,
+    ticket: Ticket,
+}
+
+impl Mapping {
+    pub(crate) const BACKEND: &'static str = "linux memfd";
+
+    pub(crate) fn open(len: usize, name: &str, pin: Pin) -> Result<Mapping, MemError> {
+        check_headroom(len)?;
+        let name = CString::new(name).map_err(|_| MemError::BadName {
+            len: name.len(),
+            reason: "contains a NUL byte",
+        })?;
+        let fd = memfd(&name)?;
+        ffi::ftruncate(fd.as_fd(), len).map_err(os("ftruncate"))?;
+        ffi::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
+            .map_err(os("fcntl(F_ADD_SEALS)"))?;
+        let base = ffi::mmap_shared(fd.as_fd(), len, libc::PROT_READ | libc::PROT_WRITE)
+            .map_err(os("mmap"))?;
+        let mut map = Mapping {
+            base,
+            len,
+            locked: false,
+            pinned: false,
+            fd,
+            ticket: Ticket::take(),
+        };
+        map.pin(pin)?;
+        Ok(map)
+    }
+
+    /// Populates every page and locks it per `pin`.
+    fn pin(&mut self, pin: Pin) -> Result<(), MemError> {
+        let errno = match ffi::mlock_on_fault(self.base, self.len) {
+            Ok(()) => {
+                self.locked = true;
+                populate(self.base, self.len)?;
+                match ffi::mlock(self.base, self.len) {
+                    Ok(()) => {
+                        self.pinned = true;
+                        return Ok(());
+                    }
+                    Err(errno) => errno,
+                }
+            }
+            // No mlock2 (before Linux 4.4, or filtered): mlock populates and locks at once.
+            Err(libc::ENOSYS | libc::EINVAL) => match ffi::mlock(self.base, self.len) {
+                Ok(()) => {
+                    self.locked = true;
+                    self.pinned = true;
+                    return Ok(());
+                }
+                Err(errno) => errno,
+            },
+            Err(errno) => errno,
+        };
+        match pin {
+            Pin::Required => Err(lock_refused(self.len, errno)),
+            Pin::BestEffort => {
+                if self.locked {
+                    let _ = ffi::munlock(self.base, self.len);
+                    self.locked = false;
+                }
+                populate(self.base, self.len)
+            }
+        }
+    }
+
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.ticket.id()
+    }
+
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.locked {
+            let _ = ffi::munlock(self.base, self.len);
+        }
+        // SAFETY: the mapping was created by `open` and is owned by `self`; the Block that
+        // lent out views of it is being dropped, so no reference into it is alive.
+        let _ = unsafe { ffi::munmap(self.base, self.len) };
+        // `fd` is closed after this body, when the field drops: the file itself is freed
+        // once the last holder (another process, a CUDA registration) lets go.
+    }
+}
+
+fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, MemError> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    match ffi::memfd_create(name, flags | MFD_NOEXEC_SEAL) {
+        // Before Linux 6.3 the flag is unknown.
+        Err(libc::EINVAL) => ffi::memfd_create(name, flags),
+        result => result,
+    }
+    .map_err(os("memfd_create"))
+}
+
+/// Faults every page of `base..base + len` in, writable, with up to `PARALLEL_MAX` threads
+/// each faulting its own range.
+fn populate(base: NonNull<u8>, len: usize) -> Result<(), MemError> {
+    let page = crate::page_size();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if len >= PARALLEL_MIN {
+        cores.min(len / PARALLEL_CHUNK).clamp(1, PARALLEL_MAX)
+    } else {
+        1
+    };
+    let chunk = len.div_ceil(threads).next_multiple_of(page);
+    let mut ranges = (0..len)
+        .step_by(chunk)
+        .map(|start| (start, chunk.min(len - start)));
+    if threads == 1 {
+        return ranges.try_for_each(|(start, n)| populate_range(base, start, n));
+    }
+    let at = Address(base);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = ranges
+            .map(|(start, n)| {
+                let spawned = std::thread::Builder::new()
+                    .name("unimem-populate".into())
+                    .spawn_scoped(scope, move || populate_range(at.get(), start, n));
+                // A process that may not start threads populates on this one.
+                spawned.map_err(|_| populate_range(at.get(), start, n))
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| match worker {
+            Ok(handle) => handle.join().unwrap_or(Err(MemError::Os {
+                call: "madvise(MADV_POPULATE_WRITE)",
+                errno: libc::EIO,
+            })),
+            Err(inline) => inline,
+        })
+    })
+}
+
+/// Populates `n` bytes at `base + start`.
+fn populate_range(base: NonNull<u8>, start: usize, n: usize) -> Result<(), MemError> {
+    // SAFETY: `start + n <= len`, inside the mapping.
+    let ptr = unsafe { base.add(start) };
+    loop {
+        match ffi::populate_write(ptr, n) {
+            Ok(()) => return Ok(()),
+            Err(libc::EINTR | libc::EAGAIN) => continue,
+            // Before Linux 5.14: touch one byte per page. The memory is private to this
+            // process until `open` returns, and the byte written is the zero already there.
+            Err(libc::EINVAL) => {
+                let page = crate::page_size();
+                for offset in (0..n).step_by(page) {
+                    // SAFETY: inside the mapping, writable, and not yet visible to anyone.
+                    unsafe { ptr.add(offset).write_volatile(0) };
+                }
+                return Ok(());
+            }
+            Err(errno) => {
+                return Err(MemError::Os {
+                    call: "madvise(MADV_POPULATE_WRITE)",
+                    errno,
+                });
+            }
+        }
+    }
+}
+
+/// The base pointer, carried to populating threads.
+#[derive(Clone, Copy)]
+struct Address(NonNull<u8>);
+
+// SAFETY: each thread writes only its own disjoint range of a mapping that outlives the
+// scope in which the threads run.
+unsafe impl Send for Address {}
+
+impl Address {
+    fn get(self) -> NonNull<u8> {
+        self.0
+    }
+}
+
+fn lock_refused(requested: usize, errno: i32) -> MemError {
+    let limits = Limits::read();
+    MemError::LockRefused {
+        requested,
+        errno,
+        limit: limits.memlock.flatten(),
+        locked: limits.locked.unwrap_or(0),
+    }
+}
+
+fn os(call: &'static str) -> impl Fn(i32) -> MemError {
+    move |errno| MemError::Os { call, errno }
+}

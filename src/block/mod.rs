@@ -1,0 +1,412 @@
+//! [`Block`]: one pinned, page-aligned buffer owned by this process, and [`Extent`], its
+//! identity and addresses without access to its bytes.
+//!
+//! # Design
+//!
+//! A Block is the only owner of operating-system memory in unimem. The backend is chosen
+//! once, at compile time, by the module below (`os`): every backend defines the same
+//! `Mapping` struct with the same methods, and nothing above this module knows which one
+//! it got.
+//!
+//! | backend | where | memory |
+//! |---|---|---|
+//! | `linux.rs` | Linux | sealed memfd, `mmap(MAP_SHARED)`, locked with `mlock` |
+//! | `heap.rs` | Miri, and targets with no native backend | aligned heap allocation, never pinned |
+//!
+//! The bytes are reachable only through a `Block`: shared views take `&self`, mutable views
+//! `&mut self`, so the borrow checker rules out aliasing. What a Tape lends out is the
+//! [`Extent`] (address, size, id, file descriptor): enough to share the memory or hand it to
+//! a device, but no view of bytes that the Tape may have handed out as `&mut`.
+
+#[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
+#[cfg_attr(not(all(target_os = "linux", not(miri))), path = "heap.rs")]
+mod os;
+
+mod id;
+
+use std::fmt;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use crate::error::MemError;
+use crate::page::{page_size, round_to_pages};
+
+/// Whether a Block must be locked in RAM.
+///
+/// Pinned pages are never swapped out or migrated, so a device can read them by physical
+/// address and a latency-critical loop never waits on a page fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Pin {
+    /// Lock the pages or fail with [`MemError::LockRefused`]. The default.
+    #[default]
+    Required,
+    /// Try to lock; if the OS refuses, populate the pages anyway and report
+    /// [`is_pinned()`](Extent::is_pinned) `== false`.
+    BestEffort,
+}
+
+/// Options for opening a [`Block`]: pin policy and debug name.
+///
+/// ```
+/// use unimem::{Block, Pin};
+///
+/// let block = Block::builder(1 << 20).pin(Pin::BestEffort).name("scratch").open()?;
+/// assert_eq!(block.name(), "scratch");
+/// assert_eq!(block.size(), 1 << 20);
+/// # Ok::<(), unimem::MemError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until `open` is called"]
+pub struct Builder {
+    size: usize,
+    pin: Pin,
+    name: String,
+}
+
+/// The longest debug name: the kernel's NAME_MAX (255) less the `memfd:` prefix.
+const NAME_MAX: usize = 249;
+
+impl Builder {
+    /// Sets the pin policy (default [`Pin::Required`]).
+    pub fn pin(mut self, pin: Pin) -> Builder {
+        self.pin = pin;
+        self
+    }
+
+    /// Sets the debug name (default `"unimem"`). On Linux it names the memfd, so it shows in
+    /// `/proc/PID/maps` as `/memfd:NAME`. At most 249 bytes, without NUL.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = name.into();
+        self
+    }
+
+    /// Opens the Block: a zero-filled buffer of at least `size` bytes, rounded up to the
+    /// page size, populated and (per the pin policy) locked in RAM.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroSize`](MemError::ZeroSize), [`SizeOverflow`](MemError::SizeOverflow),
+    /// [`BadName`](MemError::BadName), [`OutOfMemory`](MemError::OutOfMemory) (checked
+    /// before any memory is touched), [`LockRefused`](MemError::LockRefused) under
+    /// [`Pin::Required`], [`PinUnsupported`](MemError::PinUnsupported) where the backend
+    /// cannot pin, and [`Os`](MemError::Os) for any other refusal. Nothing is leaked on any
+    /// error path.
+    pub fn open(self) -> Result<Block, MemError> {
+        if self.size == 0 {
+            return Err(MemError::ZeroSize);
+        }
+        let len = round_to_pages(self.size).ok_or(MemError::SizeOverflow {
+            requested: self.size,
+            granule: page_size(),
+        })?;
+        if self.name.len() > NAME_MAX {
+            return Err(MemError::BadName {
+                len: self.name.len(),
+                reason: "longer than 249 bytes",
+            });
+        }
+        if self.name.contains('\0') {
+            return Err(MemError::BadName {
+                len: self.name.len(),
+                reason: "contains a NUL byte",
+            });
+        }
+        let map = os::Mapping::open(len, &self.name, self.pin)?;
+        Ok(Block {
+            extent: Extent {
+                map,
+                name: self.name.into_boxed_str(),
+            },
+        })
+    }
+}
+
+/// A Block's identity and addresses, without access to its bytes.
+///
+/// Every [`Block`] dereferences to its `Extent`, and an owner that hands out parts of a
+/// Block (an allocator) lends out `&Extent` where lending `&Block` would let safe code read
+/// bytes that were handed out as `&mut`. The `Extent` owns the operating-system resources:
+/// dropping it releases them.
+///
+/// `Extent` is `Send` and `Sync`: the memory is process-wide and nothing in it is tied to a
+/// thread.
+pub struct Extent {
+    map: os::Mapping,
+    name: Box<str>,
+}
+
+// SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd;
+// neither is tied to the creating thread, and `&Extent` exposes no access to the bytes.
+unsafe impl Send for Extent {}
+// SAFETY: as above; every `&self` method only reads immutable fields.
+unsafe impl Sync for Extent {}
+
+impl Extent {
+    /// The first byte: page aligned, stable for the Block's whole life.
+    pub fn address(&self) -> *mut u8 {
+        self.map.base().as_ptr()
+    }
+
+    /// Size in bytes: the requested size rounded up to whole pages.
+    pub fn size(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A nonzero id, unique among the live Blocks of this process.
+    pub fn id(&self) -> u32 {
+        self.map.id()
+    }
+
+    /// Whether the pages are locked in RAM.
+    pub fn is_pinned(&self) -> bool {
+        self.map.is_pinned()
+    }
+
+    /// The debug name given to [`Builder::name`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend behind the Block: `"linux memfd"` or `"portable heap"`.
+    pub fn backend(&self) -> &'static str {
+        os::Mapping::BACKEND
+    }
+
+    /// Whether `ptr` points into this Block.
+    pub fn contains(&self, ptr: *const u8) -> bool {
+        (ptr as usize).wrapping_sub(self.address() as usize) < self.size()
+    }
+
+    /// The base pointer, with the provenance of the whole mapping.
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.map.base()
+    }
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+impl std::os::fd::AsFd for Extent {
+    /// The memfd behind the Block, sealed against shrinking and growing, so no holder of it
+    /// can make this process's mapping fault.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.map.fd()
+    }
+}
+
+impl fmt::Debug for Extent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extent")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("address", &self.address())
+            .field("size", &self.size())
+            .field("pinned", &self.is_pinned())
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+/// A zero-filled, page-aligned buffer, locked in RAM, that this process owns.
+///
+/// On Linux a Block is a sealed memfd mapped shared and locked with `mlock`: other processes
+/// and CUDA devices can later be given the very same pages. Views of its bytes follow the
+/// borrow rules: [`as_bytes`](Block::as_bytes) takes `&self`,
+/// [`as_bytes_mut`](Block::as_bytes_mut) takes `&mut self`.
+///
+/// A Block dereferences to its [`Extent`] for `address()`, `size()`, `id()`,
+/// `is_pinned()` and the file descriptor.
+///
+/// `Block` is `Send` and `Sync`. Dropping it releases everything in order: unlock, unmap,
+/// close.
+///
+/// # Examples
+///
+/// ```
+/// use unimem::Block;
+///
+/// let mut block = Block::open(10_000)?;
+/// assert_eq!(block.size() % unimem::page_size(), 0);
+/// assert!(block.as_bytes().iter().all(|&b| b == 0));
+///
+/// block.as_slice_mut::<u32>()[0] = 0xdead_beef;
+/// assert_eq!(block.as_slice::<u32>()[0], 0xdead_beef);
+/// # Ok::<(), unimem::MemError>(())
+/// ```
+#[repr(transparent)]
+pub struct Block {
+    extent: Extent,
+}
+
+impl Block {
+    /// Opens a zero-filled, pinned Block of at least `size` bytes (rounded up to the page
+    /// size). Same as `Block::builder(size).open()`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::open`].
+    pub fn open(size: usize) -> Result<Block, MemError> {
+        Block::builder(size).open()
+    }
+
+    /// A [`Builder`] for a Block of at least `size` bytes.
+    pub fn builder(size: usize) -> Builder {
+        Builder {
+            size,
+            pin: Pin::Required,
+            name: String::from("unimem"),
+        }
+    }
+
+    /// All the bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.as_slice()
+    }
+
+    /// All the bytes, mutably.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.as_slice_mut()
+    }
+
+    /// The bytes as a slice of `T`, as many whole `T`s as fit.
+    ///
+    /// Any bit pattern is a valid `T` (`Pod`), so the view is safe whatever was written.
+    /// Zero-sized types and alignments above 4 KiB (the smallest page) are rejected at
+    /// compile time.
+    pub fn as_slice<T: Pod>(&self) -> &[T] {
+        let len = view_len::<T>(self.size());
+        // SAFETY:
+        // - base..base+size is mapped readable and initialised (zero-filled at open) for as
+        //   long as `self` lives, and `len * size_of::<T>() <= size`;
+        // - base is page aligned, so aligned for T (`view_len` checks align <= 4 KiB);
+        // - every bit pattern is a valid `T: Pod`;
+        // - no `&mut` to these bytes exists: mutable views need `&mut Block`, and owners
+        //   that hand out parts of the Block (Tape) own it and lend only the `Extent`.
+        unsafe { std::slice::from_raw_parts(self.base().as_ptr().cast::<T>(), len) }
+    }
+
+    /// The bytes as a mutable slice of `T`, as many whole `T`s as fit.
+    pub fn as_slice_mut<T: Pod>(&mut self) -> &mut [T] {
+        let len = view_len::<T>(self.size());
+        // SAFETY: as in `as_slice`, and `&mut self` proves no other view of the bytes is
+        // alive.
+        unsafe { std::slice::from_raw_parts_mut(self.base().as_ptr().cast::<T>(), len) }
+    }
+
+    /// The bytes as `f32`s (compatibility view for `acpu`).
+    pub fn as_f32(&self) -> &[f32] {
+        self.as_slice()
+    }
+
+    /// The bytes as mutable `f32`s.
+    pub fn as_f32_mut(&mut self) -> &mut [f32] {
+        self.as_slice_mut()
+    }
+
+    /// The bytes as `u16`s, e.g. fp16 bit patterns (compatibility view for `rane`).
+    pub fn as_u16(&self) -> &[u16] {
+        self.as_slice()
+    }
+
+    /// The bytes as mutable `u16`s.
+    pub fn as_u16_mut(&mut self) -> &mut [u16] {
+        self.as_slice_mut()
+    }
+
+    /// Gives up the views, keeping the memory: for owners (Tape) that hand out parts of it.
+    #[allow(dead_code)] // The Tape, its first user, lands next.
+    pub(crate) fn into_extent(self) -> Extent {
+        self.extent
+    }
+}
+
+/// How many whole `T`s fit in `size` bytes, with `T`'s shape checked at compile time.
+const fn view_len<T>(size: usize) -> usize {
+    const {
+        assert!(
+            size_of::<T>() != 0,
+            "typed views of zero-sized types are meaningless"
+        );
+        assert!(
+            align_of::<T>() <= 4096,
+            "a Block is only guaranteed to be aligned to 4 KiB"
+        );
+    }
+    size / size_of::<T>()
+}
+
+impl Deref for Block {
+    type Target = Extent;
+
+    fn deref(&self) -> &Extent {
+        &self.extent
+    }
+}
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Block").field(&self.extent).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut block = Block::builder(3 * page_size() / 2)
+            .pin(Pin::BestEffort)
+            .open()
+            .unwrap();
+        assert_eq!(block.size(), 2 * page_size());
+        assert!(block.as_bytes().iter().all(|&b| b == 0));
+        for (i, x) in block.as_slice_mut::<u32>().iter_mut().enumerate() {
+            *x = i as u32;
+        }
+        assert!(
+            block
+                .as_slice::<u32>()
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == i as u32)
+        );
+        assert_eq!(block.as_f32().len(), block.size() / 4);
+        assert_eq!(block.as_u16_mut().len(), block.size() / 2);
+        assert_eq!(block.address() as usize % page_size(), 0);
+        assert!(block.contains(block.address()));
+        assert!(!block.contains(block.address().wrapping_add(block.size())));
+    }
+
+    #[test]
+    fn odd_sized_views_floor() {
+        let block = Block::builder(1).pin(Pin::BestEffort).open().unwrap();
+        assert_eq!(block.as_slice::<[u8; 3]>().len(), block.size() / 3);
+    }
+
+    #[test]
+    fn bad_sizes_and_names() {
+        assert_eq!(Block::open(0).unwrap_err(), MemError::ZeroSize);
+        assert!(matches!(
+            Block::open(usize::MAX),
+            Err(MemError::SizeOverflow { .. })
+        ));
+        let long = "x".repeat(NAME_MAX + 1);
+        assert!(matches!(
+            Block::builder(1).name(long).open(),
+            Err(MemError::BadName { len: 250, .. })
+        ));
+        assert!(matches!(
+            Block::builder(1).name("a\0b").open(),
+            Err(MemError::BadName { .. })
+        ));
+    }
+
+    #[test]
+    fn block_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Block>();
+        check::<Extent>();
+    }
+}

@@ -1,0 +1,218 @@
+//! [`MemError`]: every way unimem can fail, with the numbers that explain it.
+
+use std::fmt;
+
+/// Everything that can go wrong in unimem.
+///
+/// Every variant carries the numbers a user needs to understand the failure, and its
+/// `Display` text says what to do about it. unimem never panics on bad input: sizes,
+/// alignments, names and OS refusals all come back as a `MemError`.
+///
+/// The enum is `#[non_exhaustive]`: later versions add variants as new capabilities land.
+///
+/// ```
+/// use unimem::{Block, MemError};
+///
+/// assert_eq!(Block::open(0).unwrap_err(), MemError::ZeroSize);
+/// let err = Block::open(usize::MAX).unwrap_err();
+/// assert!(matches!(err, MemError::SizeOverflow { requested: usize::MAX, .. }));
+/// assert!(err.to_string().contains("overflows"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemError {
+    /// A size of zero bytes was asked for.
+    ZeroSize,
+    /// The size overflows when rounded up to a multiple of `granule`, or exceeds
+    /// `isize::MAX`, the most any slice can span.
+    SizeOverflow {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The granule it is rounded to (the page size).
+        granule: usize,
+    },
+    /// The machine (or this process's cgroup) cannot hold the Block: populating it would
+    /// summon the OOM killer, so it is refused before any memory is touched.
+    OutOfMemory {
+        /// Bytes asked for, after rounding.
+        requested: usize,
+        /// Bytes the tighter of the limits below still allows.
+        available: u64,
+        /// Which limit refused.
+        limit: MemoryLimit,
+    },
+    /// The OS refused to lock (pin) the pages in RAM.
+    LockRefused {
+        /// Bytes asked for, after rounding.
+        requested: usize,
+        /// The `errno` of `mlock` (`ENOMEM` over the limit, `EPERM` with a limit of 0).
+        errno: i32,
+        /// The soft `RLIMIT_MEMLOCK` in bytes at the time, or `None` when unlimited.
+        limit: Option<u64>,
+        /// Bytes this process already had locked (`VmLck`).
+        locked: u64,
+    },
+    /// Pinning was required but this platform's backend cannot pin memory.
+    PinUnsupported {
+        /// The backend that cannot pin.
+        backend: &'static str,
+    },
+    /// A debug name the OS cannot take.
+    BadName {
+        /// Length of the name in bytes.
+        len: usize,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The heap allocator refused an allocation (portable backend only).
+    AllocFailed {
+        /// Bytes asked for.
+        requested: usize,
+    },
+    /// An operating-system call failed.
+    Os {
+        /// The call that failed, e.g. `"memfd_create"`.
+        call: &'static str,
+        /// Its `errno`.
+        errno: i32,
+    },
+}
+
+/// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryLimit {
+    /// `MemAvailable` in `/proc/meminfo`: what the kernel can give without swapping.
+    MemAvailable,
+    /// The cgroup's `memory.max` (v2) or `memory.limit_in_bytes` (v1) less its current usage,
+    /// the tightest over the process's cgroup and its ancestors.
+    Cgroup,
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemoryLimit::MemAvailable => "MemAvailable (/proc/meminfo)",
+            MemoryLimit::Cgroup => "the cgroup memory limit",
+        })
+    }
+}
+
+impl fmt::Display for MemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemError::ZeroSize => f.write_str("size is zero: ask for at least one byte"),
+            MemError::SizeOverflow { requested, granule } => write!(
+                f,
+                "size {requested} overflows when rounded up to a multiple of {granule} bytes \
+                 (or exceeds isize::MAX)"
+            ),
+            MemError::OutOfMemory {
+                requested,
+                available,
+                limit,
+            } => write!(
+                f,
+                "cannot hold {} ({requested} bytes): only {} is available under {limit}; \
+                 refused before touching memory so the OOM killer is not summoned. \
+                 Ask for less or free memory",
+                Bytes(requested as u64),
+                Bytes(available),
+            ),
+            MemError::LockRefused {
+                requested,
+                errno,
+                limit,
+                locked,
+            } => {
+                write!(
+                    f,
+                    "cannot pin {} ({requested} bytes): mlock refused with {}; RLIMIT_MEMLOCK is ",
+                    Bytes(requested as u64),
+                    Errno(errno),
+                )?;
+                match limit {
+                    Some(limit) => write!(f, "{}", Bytes(limit))?,
+                    None => f.write_str("unlimited")?,
+                }
+                write!(
+                    f,
+                    " with {} already locked. Raise the limit (`ulimit -l`, systemd \
+                     `LimitMEMLOCK=`, /etc/security/limits.conf `memlock`), grant CAP_IPC_LOCK, \
+                     or open with Pin::BestEffort to run unpinned",
+                    Bytes(locked),
+                )
+            }
+            MemError::PinUnsupported { backend } => write!(
+                f,
+                "the {backend} backend cannot pin memory; open with Pin::BestEffort to accept \
+                 unpinned memory"
+            ),
+            MemError::BadName { len, reason } => {
+                write!(f, "debug name of {len} bytes refused: {reason}")
+            }
+            MemError::AllocFailed { requested } => write!(
+                f,
+                "the heap allocator refused {} ({requested} bytes)",
+                Bytes(requested as u64)
+            ),
+            MemError::Os { call, errno } => write!(f, "{call} failed: {}", Errno(errno)),
+        }
+    }
+}
+
+impl std::error::Error for MemError {}
+
+/// A byte count printed in binary units: `64.0 MiB`.
+pub(crate) struct Bytes(pub(crate) u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        }
+    }
+}
+
+/// An `errno` printed as its symbolic name and the OS's description:
+/// `ENOMEM (Cannot allocate memory, os error 12)`.
+pub(crate) struct Errno(pub(crate) i32);
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = std::io::Error::from_raw_os_error(self.0).to_string();
+        match crate::ffi::errno_name(self.0) {
+            Some(name) => write!(f, "{name} ({text})"),
+            None => f.write_str(&text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_binary() {
+        assert_eq!(Bytes(0).to_string(), "0 B");
+        assert_eq!(Bytes(1023).to_string(), "1023 B");
+        assert_eq!(Bytes(1024).to_string(), "1.0 KiB");
+        assert_eq!(Bytes(64 << 20).to_string(), "64.0 MiB");
+        assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
+    }
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn check<E: std::error::Error + Send + Sync + 'static>() {}
+        check::<MemError>();
+    }
+}

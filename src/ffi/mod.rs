@@ -1,0 +1,14 @@
+//! Raw calls into the operating system, one module per OS.
+//!
+//! Every function here is a thin wrapper over one system call or library function: it turns
+//! the C error convention into a `Result` carrying `errno` and does nothing else. Policy
+//! (what to check, what to release on failure) lives in the Block backends.
+
+#[cfg_attr(unix, path = "unix.rs")]
+#[cfg_attr(not(unix), path = "stub.rs")]
+mod os;
+
+pub(crate) use os::{errno_name, page_size};
+
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) mod linux;

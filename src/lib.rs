@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+// `unsafe` is denied at the root and allowed only in the modules that talk to the
+// operating system or hand out raw memory: `ffi` and `block` (later `tape`, `grid`).
+
+#[allow(unsafe_code)]
+mod block;
+mod error;
+#[allow(unsafe_code)]
+mod ffi;
+mod limits;
+mod page;
+
+pub use block::{Block, Builder, Extent, Pin};
+pub use error::{MemError, MemoryLimit};
+pub use limits::Limits;
+pub use page::page_size;

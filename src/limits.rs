@@ -1,0 +1,199 @@
+//! [`Limits`]: what this process may pin and hold, read from the OS.
+
+/// The memory limits that decide whether a [`Block`](crate::Block) can be opened and pinned
+/// on this machine, read at the moment of the call.
+///
+/// [`Block::open`](crate::Block::open) checks the same numbers before it touches memory; the
+/// `unimem` tool prints them. Fields that a platform does not have are `None`.
+///
+/// ```
+/// let limits = unimem::Limits::read();
+/// assert_eq!(limits.page_size, unimem::page_size());
+/// if let Some(headroom) = limits.headroom() {
+///     println!("a Block of up to {headroom} bytes fits in memory now");
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The page size, as [`page_size`](crate::page_size).
+    pub page_size: usize,
+    /// The soft `RLIMIT_MEMLOCK` in bytes: `Some(None)` when unlimited, `None` when the
+    /// platform has no such limit.
+    pub memlock: Option<Option<u64>>,
+    /// Whether the process holds `CAP_IPC_LOCK`, which exempts it from `RLIMIT_MEMLOCK`.
+    pub lock_exempt: Option<bool>,
+    /// Bytes this process has locked now (`VmLck` in `/proc/self/status`).
+    pub locked: Option<u64>,
+    /// `MemAvailable` from `/proc/meminfo`, in bytes.
+    pub mem_available: Option<u64>,
+    /// The cgroup's limit less its usage, in bytes, the tightest over the process's cgroup
+    /// and its ancestors; `None` when no cgroup limit is set.
+    pub cgroup_free: Option<u64>,
+}
+
+impl Limits {
+    /// Reads the limits now.
+    pub fn read() -> Limits {
+        os::read()
+    }
+
+    /// The most bytes a new Block can take without exceeding `MemAvailable` or the cgroup
+    /// limit, or `None` where neither is known.
+    pub fn headroom(&self) -> Option<u64> {
+        match (self.mem_available, self.cgroup_free) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) use os::check_headroom;
+
+#[cfg(all(target_os = "linux", not(miri)))]
+mod os {
+    use super::Limits;
+    use crate::error::{MemError, MemoryLimit};
+    use std::fs;
+
+    pub(super) fn read() -> Limits {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Limits {
+            page_size: crate::page_size(),
+            memlock: crate::ffi::linux::memlock_limit().ok(),
+            lock_exempt: cap_effective(&status).map(|caps| caps & (1 << CAP_IPC_LOCK) != 0),
+            locked: kib_field(&status, "VmLck:"),
+            mem_available: mem_available(),
+            cgroup_free: cgroup_free(),
+        }
+    }
+
+    /// Refuses `requested` bytes when `MemAvailable` or the cgroup limit cannot hold them:
+    /// an oversized memfd is not an error to the kernel, it is a visit from the OOM killer.
+    pub(crate) fn check_headroom(requested: usize) -> Result<(), MemError> {
+        let want = requested as u64;
+        if let Some(available) = mem_available().filter(|&a| want > a) {
+            return Err(MemError::OutOfMemory {
+                requested,
+                available,
+                limit: MemoryLimit::MemAvailable,
+            });
+        }
+        if let Some(available) = cgroup_free().filter(|&a| want > a) {
+            return Err(MemError::OutOfMemory {
+                requested,
+                available,
+                limit: MemoryLimit::Cgroup,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bit of `CAP_IPC_LOCK` in the capability sets (linux/capability.h).
+    const CAP_IPC_LOCK: u32 = 14;
+
+    fn cap_effective(status: &str) -> Option<u64> {
+        let hex = field(status, "CapEff:")?;
+        u64::from_str_radix(hex, 16).ok()
+    }
+
+    fn mem_available() -> Option<u64> {
+        kib_field(&fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:")
+    }
+
+    /// The first whitespace-separated word after `key` at the start of a line.
+    fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+    }
+
+    /// A `/proc` field given in kB, in bytes.
+    fn kib_field(text: &str, key: &str) -> Option<u64> {
+        field(text, key)?.parse::<u64>().ok()?.checked_mul(1024)
+    }
+
+    /// The tightest `limit - usage` over this process's cgroup and its ancestors.
+    fn cgroup_free() -> Option<u64> {
+        let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let mut tightest: Option<u64> = None;
+        for line in membership.lines() {
+            // "hierarchy-id:controllers:path": v2 is "0::/path", v1 names "memory".
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (root, max_file, usage_file) = if id == "0" && controllers.is_empty() {
+                ("/sys/fs/cgroup", "memory.max", "memory.current")
+            } else if controllers.split(',').any(|c| c == "memory") {
+                (
+                    "/sys/fs/cgroup/memory",
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
+                )
+            } else {
+                continue;
+            };
+            let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+            loop {
+                let max = read_u64(&dir.join(max_file));
+                let usage = read_u64(&dir.join(usage_file));
+                if let (Some(max), Some(usage)) = (max, usage) {
+                    let free = max.saturating_sub(usage);
+                    tightest = Some(tightest.map_or(free, |t| t.min(free)));
+                }
+                if dir == std::path::Path::new(root) || !dir.pop() || !dir.starts_with(root) {
+                    break;
+                }
+            }
+        }
+        tightest
+    }
+
+    /// A file holding one number; "max" (no limit) and absurd v1 "unlimited" values read as
+    /// `None`.
+    fn read_u64(path: &std::path::Path) -> Option<u64> {
+        let value = fs::read_to_string(path).ok()?.trim().parse::<u64>().ok()?;
+        (value < 1 << 62).then_some(value)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_proc_fields() {
+            let status = "Name:\tx\nVmLck:\t    2048 kB\nCapEff:\t000001ffffffffff\n";
+            assert_eq!(kib_field(status, "VmLck:"), Some(2 << 20));
+            assert_eq!(cap_effective(status), Some(0x1ff_ffff_ffff));
+            assert_eq!(kib_field(status, "VmRSS:"), None);
+        }
+
+        #[test]
+        fn reads_this_machine() {
+            let limits = Limits::read();
+            assert!(limits.mem_available.is_some_and(|a| a > 0));
+            assert!(limits.locked.is_some());
+            assert!(limits.memlock.is_some());
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+mod os {
+    use super::Limits;
+
+    pub(super) fn read() -> Limits {
+        Limits {
+            page_size: crate::page_size(),
+            memlock: None,
+            lock_exempt: None,
+            locked: None,
+            mem_available: None,
+            cgroup_free: None,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Every MemError variant's message: what happened, the numbers, and what to do.
+
+use unimem::{MemError, MemoryLimit};
+
+fn text(err: MemError) -> String {
+    let text = err.to_string();
+    assert!(!text.is_empty());
+    text
+}
+
+#[test]
+fn zero_size() {
+    assert!(text(MemError::ZeroSize).contains("at least one byte"));
+}
+
+#[test]
+fn size_overflow() {
+    let t = text(MemError::SizeOverflow {
+        requested: usize::MAX,
+        granule: 4096,
+    });
+    assert!(t.contains(&usize::MAX.to_string()) && t.contains("4096") && t.contains("overflows"));
+}
+
+#[test]
+fn out_of_memory() {
+    let t = text(MemError::OutOfMemory {
+        requested: 3 << 30,
+        available: 1 << 30,
+        limit: MemoryLimit::Cgroup,
+    });
+    assert!(
+        t.contains("3.0 GiB") && t.contains("1.0 GiB") && t.contains("cgroup"),
+        "{t}"
+    );
+    assert!(t.contains("OOM killer"));
+    let t = text(MemError::OutOfMemory {
+        requested: 1 << 20,
+        available: 0,
+        limit: MemoryLimit::MemAvailable,
+    });
+    assert!(t.contains("MemAvailable"), "{t}");
+}
+
+#[test]
+fn lock_refused() {
+    let t = text(MemError::LockRefused {
+        requested: 64 << 20,
+        errno: libc::ENOMEM,
+        limit: Some(8 << 20),
+        locked: 1 << 20,
+    });
+    for part in [
+        "64.0 MiB",
+        "67108864",
+        "ENOMEM",
+        "8.0 MiB",
+        "1.0 MiB already locked",
+        "ulimit -l",
+        "LimitMEMLOCK=",
+        "CAP_IPC_LOCK",
+        "Pin::BestEffort",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::LockRefused {
+        requested: 4096,
+        errno: libc::EPERM,
+        limit: None,
+        locked: 0,
+    });
+    assert!(t.contains("unlimited") && t.contains("EPERM"), "{t}");
+}
+
+#[test]
+fn pin_unsupported() {
+    let t = text(MemError::PinUnsupported {
+        backend: "portable heap",
+    });
+    assert!(t.contains("portable heap") && t.contains("Pin::BestEffort"));
+}
+
+#[test]
+fn bad_name() {
+    let t = text(MemError::BadName {
+        len: 300,
+        reason: "longer than 249 bytes",
+    });
+    assert!(t.contains("300") && t.contains("249"));
+}
+
+#[test]
+fn alloc_failed() {
+    assert!(text(MemError::AllocFailed { requested: 1 << 30 }).contains("1.0 GiB"));
+}
+
+#[test]
+fn os() {
+    let t = text(MemError::Os {
+        call: "memfd_create",
+        errno: libc::EMFILE,
+    });
+    assert!(t.contains("memfd_create") && t.contains("EMFILE"), "{t}");
+}
