@@ -1,7 +1,8 @@
 //! `unimem-cuda-bench`: CUDA zero-copy measured side by side, on a GPU machine that has no
 //! Rust toolchain (copy the release binary there and run it).
 //!
-//! For `--size-mib` (default 1024) it measures, each `--reps` times after one warm-up:
+//! For `--size-mib` (default 1024) it measures, each `--reps` times after one warm-up, the
+//! alternatives interleaved round by round (drift on a shared host hits all alike):
 //!
 //! - host-to-device and device-to-host copies (`cuMemcpyHtoD_v2`/`DtoH_v2`) from a
 //!   registered unimem Block, from `cuMemAllocHost` memory, and from pageable memory;
@@ -72,16 +73,11 @@ fn gbps(bytes: usize, time: Duration) -> f64 {
     bytes as f64 / time.as_secs_f64().max(1e-12) / 1e9
 }
 
-/// Runs `op` once untimed, then `reps` times timed.
-fn measure(reps: usize, mut op: impl FnMut() -> Result<(), MemError>) -> Result<Samples, MemError> {
+/// Times one run of `op`.
+fn time(op: impl FnOnce() -> Result<(), MemError>) -> Result<Duration, MemError> {
+    let start = Instant::now();
     op()?;
-    let mut samples = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
-        let start = Instant::now();
-        op()?;
-        samples.push(start.elapsed());
-    }
-    Ok(Samples(samples))
+    Ok(start.elapsed())
 }
 
 fn run(args: &Args) -> Result<(), MemError> {
@@ -112,54 +108,76 @@ fn run(args: &Args) -> Result<(), MemError> {
         ("cuMemAllocHost", host.as_ptr()),
         ("pageable (Vec)", pageable.as_mut_ptr()),
     ];
+    // Each round measures every source once, so drift on a shared host hits all alike.
+    let mut up = [Vec::new(), Vec::new(), Vec::new()];
+    let mut down = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..=reps {
+        for (i, &(_, ptr)) in sources.iter().enumerate() {
+            // SAFETY: `ptr` and the device memory are `size` bytes this process owns; no
+            // Rust reference to the host bytes is alive while the copies run (the Block's
+            // bytes are not viewed, the Vec is only reached through `ptr`).
+            let t = time(|| unsafe { context.copy_to_device(gpu.device_ptr(), ptr, size) })?;
+            // SAFETY: as above.
+            let u = time(|| unsafe { context.copy_to_host(ptr, gpu.device_ptr(), size) })?;
+            if round > 0 {
+                up[i].push(t);
+                down[i].push(u);
+            }
+        }
+    }
     println!();
     println!("| copy | host memory | best GB/s | median GB/s |");
     println!("|---|---|---|---|");
     let mut htod = Vec::new();
     let mut dtoh = Vec::new();
-    for (label, ptr) in sources {
-        // SAFETY: `ptr` and the device memory are `size` bytes this process owns; no Rust
-        // reference to the host bytes is alive while the copies run (the Block's bytes are
-        // not viewed, the Vec is only reached through `ptr`).
-        let up = measure(reps, || unsafe {
-            context.copy_to_device(gpu.device_ptr(), ptr, size)
-        })?;
-        // SAFETY: as above.
-        let down = measure(reps, || unsafe {
-            context.copy_to_host(ptr, gpu.device_ptr(), size)
-        })?;
-        let (best, median) = up.rates(size);
-        println!("| host to device | {label} | {best:.1} | {median:.1} |");
-        htod.push(best);
-        let (best, median) = down.rates(size);
-        println!("| device to host | {label} | {best:.1} | {median:.1} |");
-        dtoh.push(best);
+    for (direction, samples, best_of) in [
+        ("host to device", up, &mut htod),
+        ("device to host", down, &mut dtoh),
+    ] {
+        for ((label, _), samples) in sources.iter().zip(samples) {
+            let (best, median) = Samples(samples).rates(size);
+            println!("| {direction} | {label} | {best:.1} | {median:.1} |");
+            best_of.push(best);
+        }
     }
-    println!();
-    println!("| zero-copy, no kernel | host memory | best GB/s | median GB/s |");
-    println!("|---|---|---|---|");
+
     let aliases = [
         ("unimem Block (registered)", registered.device_ptr()),
         ("cuMemAllocHost", host.device_ptr()),
     ];
-    for (label, alias) in aliases {
-        // SAFETY: the alias and the device memory are `size` bytes this process owns; no
-        // Rust reference to the host bytes is alive while the GPU reads or writes them.
-        let read = measure(reps, || unsafe {
-            context.copy(gpu.device_ptr(), alias, size)
-        })?;
-        // SAFETY: as above.
-        let write = measure(reps, || unsafe {
-            context.memset_d32(alias, 0x1234_5678, size / 4)
-        })?;
-        let (best, median) = read.rates(size);
-        println!(
-            "| GPU reads host memory (DtoD from the device pointer) | {label} | {best:.1} | {median:.1} |"
-        );
-        let (best, median) = write.rates(size);
-        println!(
-            "| GPU writes host memory (memset D32 into the device pointer) | {label} | {best:.1} | {median:.1} |"
-        );
+    let mut reads = [Vec::new(), Vec::new()];
+    let mut writes = [Vec::new(), Vec::new()];
+    for round in 0..=reps {
+        for (i, &(_, alias)) in aliases.iter().enumerate() {
+            // SAFETY: the alias and the device memory are `size` bytes this process owns;
+            // no Rust reference to the host bytes is alive while the GPU reads or writes
+            // them.
+            let r = time(|| unsafe { context.copy(gpu.device_ptr(), alias, size) })?;
+            // SAFETY: as above.
+            let w = time(|| unsafe { context.memset_d32(alias, 0x1234_5678, size / 4) })?;
+            if round > 0 {
+                reads[i].push(r);
+                writes[i].push(w);
+            }
+        }
+    }
+    println!();
+    println!("| zero-copy, no kernel | host memory | best GB/s | median GB/s |");
+    println!("|---|---|---|---|");
+    for (what, samples) in [
+        (
+            "GPU reads host memory (DtoD from the device pointer)",
+            reads,
+        ),
+        (
+            "GPU writes host memory (memset D32 into the device pointer)",
+            writes,
+        ),
+    ] {
+        for ((label, _), samples) in aliases.iter().zip(samples) {
+            let (best, median) = Samples(samples).rates(size);
+            println!("| {what} | {label} | {best:.1} | {median:.1} |");
+        }
     }
     drop(registered);
     drop(host);
