@@ -76,6 +76,69 @@ pub enum MemError {
         /// Its `errno`.
         errno: i32,
     },
+    /// The CUDA driver library could not be loaded: no NVIDIA driver on this machine, or a
+    /// platform where unimem does not load CUDA (feature `cuda`).
+    CudaDriverMissing {
+        /// The library asked for (`libcuda.so.1`).
+        library: &'static str,
+        /// Why: `dlerror()`'s text, or the platform that has no CUDA support.
+        reason: String,
+    },
+    /// The CUDA driver library lacks a function unimem needs: the driver is too old.
+    CudaSymbolMissing {
+        /// The library that was loaded.
+        library: &'static str,
+        /// The missing function, e.g. `"cuMemHostRegister_v2"`.
+        symbol: &'static str,
+        /// `dlerror()`'s text.
+        reason: String,
+    },
+    /// `cuInit` failed: the driver library is there but cannot drive a GPU here.
+    CudaInitFailed {
+        /// The `CUresult` code.
+        code: i32,
+        /// Its name from `cuGetErrorName`, e.g. `"CUDA_ERROR_NO_DEVICE"`.
+        name: &'static str,
+    },
+    /// A CUDA device ordinal that does not exist on this machine.
+    CudaBadDevice {
+        /// The ordinal asked for.
+        ordinal: u32,
+        /// How many devices the driver reports.
+        count: u32,
+    },
+    /// A CUDA device lacks a capability that registering a Block needs.
+    CudaUnsupported {
+        /// The device ordinal.
+        device: u32,
+        /// The device attribute that refused, e.g. `"HOST_REGISTER_SUPPORTED"`.
+        attribute: &'static str,
+        /// Its value (0 where the capability is missing).
+        value: i32,
+    },
+    /// Part of the range is already registered with CUDA in this process
+    /// (`CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED`, 712).
+    CudaAlreadyRegistered {
+        /// The device whose context was asked to register.
+        device: u32,
+        /// The first byte of the range.
+        address: usize,
+        /// The size of the range in bytes.
+        size: usize,
+    },
+    /// Any other CUDA driver call failed.
+    Cuda {
+        /// The call, e.g. `"cuMemAlloc_v2"`.
+        call: &'static str,
+        /// The `CUresult` code.
+        code: i32,
+        /// Its name from `cuGetErrorName` (`"unknown"` where the driver has none).
+        name: &'static str,
+        /// The device ordinal, where the call concerned one.
+        device: Option<u32>,
+        /// The number of bytes involved, where the call concerned a range.
+        bytes: Option<usize>,
+    },
 }
 
 /// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.
@@ -157,11 +220,119 @@ impl fmt::Display for MemError {
                 Bytes(requested as u64)
             ),
             MemError::Os { call, errno } => write!(f, "{call} failed: {}", Errno(errno)),
+            MemError::CudaDriverMissing {
+                library,
+                ref reason,
+            } => write!(
+                f,
+                "cannot load the CUDA driver {library}: {reason}. Install the NVIDIA driver \
+                 (`nvidia-smi` lists the GPUs when it works) or run where one is; unimem \
+                 needs no CUDA toolkit"
+            ),
+            MemError::CudaSymbolMissing {
+                library,
+                symbol,
+                ref reason,
+            } => write!(
+                f,
+                "the CUDA driver {library} lacks {symbol} ({reason}): it is too old for \
+                 unimem; install a newer NVIDIA driver"
+            ),
+            MemError::CudaInitFailed { code, name } => write!(
+                f,
+                "cuInit failed with {name} ({code}): the CUDA driver is installed but cannot \
+                 drive a GPU here; {}",
+                cuda_init_hint(code)
+            ),
+            MemError::CudaBadDevice { ordinal, count } => match count {
+                0 => write!(
+                    f,
+                    "CUDA device {ordinal} does not exist: the driver sees no CUDA device \
+                     (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
+                ),
+                _ => write!(
+                    f,
+                    "CUDA device {ordinal} does not exist: the driver sees {count} device(s), \
+                     ordinals 0 to {}; check CUDA_VISIBLE_DEVICES",
+                    count - 1
+                ),
+            },
+            MemError::CudaUnsupported {
+                device,
+                attribute,
+                value,
+            } => write!(
+                f,
+                "CUDA device {device} reports {attribute} = {value}: it cannot map registered \
+                 host memory, so it cannot use a Block without a copy; use another device"
+            ),
+            MemError::CudaAlreadyRegistered {
+                device,
+                address,
+                size,
+            } => write!(
+                f,
+                "cannot register {} ({size} bytes) at {address:#x} with CUDA device {device}: \
+                 part of the range is already registered in this process \
+                 (CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED, 712). A Block is registered once \
+                 per process and the registration serves every device: keep using the live \
+                 registration, or drop it before registering again",
+                Bytes(size as u64)
+            ),
+            MemError::Cuda {
+                call,
+                code,
+                name,
+                device,
+                bytes,
+            } => {
+                write!(f, "{call} failed with {name} ({code})")?;
+                if let Some(device) = device {
+                    write!(f, " on CUDA device {device}")?;
+                }
+                if let Some(bytes) = bytes {
+                    write!(f, " for {} ({bytes} bytes)", Bytes(bytes as u64))?;
+                }
+                match cuda_hint(code) {
+                    Some(hint) => write!(f, ": {hint}"),
+                    None => write!(f, ": see the CUDA driver API reference for {name}"),
+                }
+            }
         }
     }
 }
 
 impl std::error::Error for MemError {}
+
+/// What to do when `cuInit` fails with `code`.
+fn cuda_init_hint(code: i32) -> &'static str {
+    match code {
+        100 => "no CUDA-capable device is visible: check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
+        34 => {
+            "the CUDA toolkit's stub library was loaded instead of the driver's: put the \
+             NVIDIA driver's libcuda.so.1 first in the library search path"
+        }
+        35 => "the driver is older than the library expects: update the NVIDIA driver",
+        999 | 304 => {
+            "check that /dev/nvidia* exist and are accessible to this user, and that the \
+             kernel module matches libcuda.so.1 (`nvidia-smi` says)"
+        }
+        _ => "check `nvidia-smi`, /dev/nvidia* permissions and CUDA_VISIBLE_DEVICES",
+    }
+}
+
+/// What to do about a failed CUDA call, for the codes unimem's calls are known to return.
+fn cuda_hint(code: i32) -> Option<&'static str> {
+    Some(match code {
+        1 => "the driver refused an argument: check the address, size and alignment",
+        2 => "the device or the host is out of memory: free some or ask for less",
+        201 => "no valid CUDA context: the primary context was reset or destroyed meanwhile",
+        713 => "the range is not registered: it was unregistered already",
+        800 => "the operation is not permitted here (container or driver policy)",
+        801 => "the device or the driver does not support this operation",
+        _ => return None,
+    })
+}
 
 /// A byte count printed in binary units: `64.0 MiB`.
 pub(crate) struct Bytes(pub(crate) u64);

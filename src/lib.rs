@@ -8,6 +8,8 @@
 
 #[allow(unsafe_code)]
 mod block;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;

@@ -102,3 +102,155 @@ fn os() {
     });
     assert!(t.contains("memfd_create") && t.contains("EMFILE"), "{t}");
 }
+
+/// Fails with the message unless it contains every part.
+fn contains_all(t: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn cuda_driver_missing() {
+    let t = text(MemError::CudaDriverMissing {
+        library: "libcuda.so.1",
+        reason: "libcuda.so.1: cannot open shared object file: No such file or directory".into(),
+    });
+    contains_all(
+        &t,
+        &[
+            "libcuda.so.1",
+            "cannot open shared object file",
+            "NVIDIA driver",
+            "nvidia-smi",
+            "no CUDA toolkit",
+        ],
+    );
+}
+
+#[test]
+fn cuda_symbol_missing() {
+    let t = text(MemError::CudaSymbolMissing {
+        library: "libcuda.so.1",
+        symbol: "cuMemHostRegister_v2",
+        reason: "undefined symbol: cuMemHostRegister_v2".into(),
+    });
+    contains_all(
+        &t,
+        &[
+            "libcuda.so.1",
+            "cuMemHostRegister_v2",
+            "undefined symbol",
+            "newer NVIDIA driver",
+        ],
+    );
+}
+
+#[test]
+fn cuda_init_failed() {
+    let t = text(MemError::CudaInitFailed {
+        code: 100,
+        name: "CUDA_ERROR_NO_DEVICE",
+    });
+    contains_all(
+        &t,
+        &[
+            "cuInit",
+            "CUDA_ERROR_NO_DEVICE",
+            "(100)",
+            "CUDA_VISIBLE_DEVICES",
+        ],
+    );
+    let t = text(MemError::CudaInitFailed {
+        code: 34,
+        name: "CUDA_ERROR_STUB_LIBRARY",
+    });
+    contains_all(&t, &["CUDA_ERROR_STUB_LIBRARY", "(34)", "stub"]);
+    let t = text(MemError::CudaInitFailed {
+        code: 999,
+        name: "CUDA_ERROR_UNKNOWN",
+    });
+    contains_all(&t, &["CUDA_ERROR_UNKNOWN", "/dev/nvidia"]);
+}
+
+#[test]
+fn cuda_bad_device() {
+    let t = text(MemError::CudaBadDevice {
+        ordinal: 3,
+        count: 2,
+    });
+    contains_all(
+        &t,
+        &["device 3", "2 device(s)", "0 to 1", "CUDA_VISIBLE_DEVICES"],
+    );
+    let t = text(MemError::CudaBadDevice {
+        ordinal: 0,
+        count: 0,
+    });
+    contains_all(&t, &["device 0", "no CUDA device"]);
+}
+
+#[test]
+fn cuda_unsupported() {
+    let t = text(MemError::CudaUnsupported {
+        device: 1,
+        attribute: "HOST_REGISTER_SUPPORTED",
+        value: 0,
+    });
+    contains_all(
+        &t,
+        &["device 1", "HOST_REGISTER_SUPPORTED = 0", "another device"],
+    );
+}
+
+#[test]
+fn cuda_already_registered() {
+    let t = text(MemError::CudaAlreadyRegistered {
+        device: 0,
+        address: 0x7f00_0000_0000,
+        size: 64 << 20,
+    });
+    contains_all(
+        &t,
+        &[
+            "64.0 MiB",
+            "67108864",
+            "0x7f0000000000",
+            "device 0",
+            "already registered",
+            "712",
+            "drop it",
+        ],
+    );
+}
+
+#[test]
+fn cuda_call_failed() {
+    let t = text(MemError::Cuda {
+        call: "cuMemAlloc_v2",
+        code: 2,
+        name: "CUDA_ERROR_OUT_OF_MEMORY",
+        device: Some(0),
+        bytes: Some(1 << 30),
+    });
+    contains_all(
+        &t,
+        &[
+            "cuMemAlloc_v2",
+            "CUDA_ERROR_OUT_OF_MEMORY",
+            "(2)",
+            "device 0",
+            "1.0 GiB",
+            "ask for less",
+        ],
+    );
+    let t = text(MemError::Cuda {
+        call: "cuDriverGetVersion",
+        code: 9999,
+        name: "unknown",
+        device: None,
+        bytes: None,
+    });
+    contains_all(&t, &["cuDriverGetVersion", "(9999)", "reference"]);
+    assert!(!t.contains("device") && !t.contains("bytes"), "{t}");
+}

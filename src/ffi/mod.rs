@@ -12,3 +12,8 @@ pub(crate) use os::{errno_name, page_size};
 
 #[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) mod linux;
+
+#[cfg(feature = "cuda")]
+#[cfg_attr(all(target_os = "linux", not(miri)), path = "cuda.rs")]
+#[cfg_attr(not(all(target_os = "linux", not(miri))), path = "cuda_stub.rs")]
+pub(crate) mod cuda;

@@ -2,6 +2,8 @@
 //! report that ends with one verdict per capability.
 
 mod block;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod machine;
 mod report;
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    #[cfg(feature = "cuda")]
+    cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     if args.json {
         println!("{:#}", report.to_json());
     } else {

@@ -1,0 +1,253 @@
+//! [`CudaBlock`]: a Block's pages registered with CUDA, so a GPU reads and writes them
+//! directly through a device pointer.
+//!
+//! # Design
+//!
+//! [`Extent::register_cuda`] calls `cuMemHostRegister_v2` on the whole Extent with
+//! `PORTABLE | DEVICEMAP` (and `READ_ONLY` for a read-only mapping), in the device's
+//! primary context, and looks the device pointer up with `cuMemHostGetDevicePointer_v2`.
+//! The returned [`CudaBlock`] borrows the Extent, so the Block can be neither dropped
+//! (unmapped) nor viewed mutably while it is registered; dropping the `CudaBlock`
+//! synchronizes the context, unregisters (`cuMemHostUnregister`) and then releases the
+//! context. The order is therefore always: unregister, then (when the Block drops)
+//! `munlock`, `munmap`, `close`.
+//!
+//! # Why it is sound
+//!
+//! - The registration never outlives the mapping: the `CudaBlock` borrows the Extent, and
+//!   unregisters in `Drop` before the borrow ends. Leaking a `CudaBlock`
+//!   (`std::mem::forget`) leaks the registration: the driver keeps its own reference to the
+//!   pages, so they stay allocated after the Block unmaps them, and a later registration of
+//!   the same addresses fails with `CudaAlreadyRegistered`; no memory is reused while the
+//!   device can still reach it.
+//! - Registering changes no byte. Only device work writes through the device pointer, and
+//!   every way to start such work takes a raw device address and is `unsafe` (the
+//!   [`Context`] operations, or a kernel launch by another crate): the caller promises that
+//!   no Rust reference to those bytes is alive meanwhile.
+//! - The device pointer is a plain `u64`, like a raw pointer: holding one is harmless.
+
+use std::ffi::{c_uint, c_void};
+use std::fmt;
+
+use super::{Attribute, Context, Device, Driver};
+use crate::block::Extent;
+use crate::error::MemError;
+
+/// `CU_MEMHOSTREGISTER_PORTABLE`: the registration is seen by every context, not only the
+/// one that made it.
+const PORTABLE: c_uint = 0x1;
+/// `CU_MEMHOSTREGISTER_DEVICEMAP`: map the range into the device's address space.
+const DEVICEMAP: c_uint = 0x2;
+/// `CU_MEMHOSTREGISTER_READ_ONLY`: the device only reads; needed for a `PROT_READ` mapping.
+const READ_ONLY: c_uint = 0x8;
+/// `CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED`.
+const ALREADY_REGISTERED: i32 = 712;
+
+/// Whether `extent` must be registered read-only: true for a read-only import, whose pages
+/// are mapped `PROT_READ` (registering those without `READ_ONLY` fails).
+// TODO(phase 2): `extent.access() == Access::ReadOnly` once Block sharing (imports) lands.
+fn registers_read_only(_extent: &Extent) -> bool {
+    false
+}
+
+impl Extent {
+    /// Registers this Block's memory with CUDA device `device` (an ordinal), so that the
+    /// device reads and writes it directly through [`CudaBlock::device_ptr`]. Copies
+    /// between the Block and device memory then run at full PCIe speed, and kernels can use
+    /// the Block in place.
+    ///
+    /// The registration uses the device's primary context (shared with the CUDA runtime
+    /// and PyTorch) and is portable: its device pointer is valid on every device. It lasts
+    /// until the [`CudaBlock`] drops, and the `CudaBlock` borrows the Extent, so the Block
+    /// cannot be dropped or viewed mutably while registered.
+    ///
+    /// The whole Block is registered: parts of it (a Tape's takes, a Grid's cells) are
+    /// addressed on the device by offset, [`device_ptr`](CudaBlock::device_ptr) `+ offset`,
+    /// or with [`device_ptr_of`](CudaBlock::device_ptr_of).
+    ///
+    /// Registration pins the pages itself; an unpinned Block (opened with
+    /// `Pin::BestEffort`) can be registered too.
+    ///
+    /// # Errors
+    ///
+    /// - [`CudaBadDevice`](MemError::CudaBadDevice): no device with that ordinal;
+    /// - [`CudaUnsupported`](MemError::CudaUnsupported): the device cannot map registered
+    ///   host memory (`CAN_MAP_HOST_MEMORY` or `HOST_REGISTER_SUPPORTED` is 0, or
+    ///   `READ_ONLY_HOST_REGISTER_SUPPORTED` for a read-only Block);
+    /// - [`CudaAlreadyRegistered`](MemError::CudaAlreadyRegistered): the Block is already
+    ///   registered in this process (by unimem or anyone else);
+    /// - [`Cuda`](MemError::Cuda): any other driver failure, with the CUDA error's name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use unimem::Block;
+    /// use unimem::cuda::Driver;
+    ///
+    /// let block = Block::open(64 << 20)?;
+    /// let driver = Driver::load()?;
+    /// let registered = block.register_cuda(&driver, 0)?;
+    /// let cell = registered.device_ptr() + 4096; // what a kernel is given
+    /// assert_eq!(registered.device_ptr_of(block.address().wrapping_add(4096)), Some(cell));
+    /// drop(registered); // unregistered here, before the Block can drop
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    ///
+    /// The borrow makes the wrong order impossible:
+    ///
+    /// ```compile_fail
+    /// use unimem::Block;
+    /// use unimem::cuda::Driver;
+    ///
+    /// let block = Block::open(4096)?;
+    /// let driver = Driver::load()?;
+    /// let registered = block.register_cuda(&driver, 0)?;
+    /// drop(block); // error: `block` is borrowed by `registered`
+    /// drop(registered);
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn register_cuda(&self, driver: &Driver, device: u32) -> Result<CudaBlock<'_>, MemError> {
+        let device = driver.device(device)?;
+        let read_only = registers_read_only(self);
+        device.require(Attribute::CanMapHostMemory)?;
+        device.require(Attribute::HostRegisterSupported)?;
+        if read_only {
+            device.require(Attribute::ReadOnlyHostRegisterSupported)?;
+        }
+        let flags = PORTABLE | DEVICEMAP | if read_only { READ_ONLY } else { 0 };
+        let context = device.context()?;
+        {
+            let _current = context.enter()?;
+            // SAFETY: the Extent's mapping covers `address..address + size` and stays
+            // mapped while the `CudaBlock` built below borrows it; that `CudaBlock`
+            // unregisters this very base in `Drop`. Registration does not change the bytes.
+            unsafe {
+                context
+                    .api()
+                    .mem_host_register(self.address().cast(), self.size(), flags)
+            }
+            .map_err(|code| match code {
+                ALREADY_REGISTERED => MemError::CudaAlreadyRegistered {
+                    device: device.ordinal(),
+                    address: self.address() as usize,
+                    size: self.size(),
+                },
+                _ => context.error("cuMemHostRegister_v2", code, Some(self.size())),
+            })?;
+        }
+        let mut registered = CudaBlock {
+            extent: self,
+            context,
+            device_ptr: 0,
+            read_only,
+        };
+        // On failure `registered` drops here, and its `Drop` unregisters.
+        registered.device_ptr = registered.look_up_device_ptr()?;
+        Ok(registered)
+    }
+}
+
+/// A Block registered with CUDA: the device reads and writes its pages through
+/// [`device_ptr`](CudaBlock::device_ptr).
+///
+/// Made by [`Extent::register_cuda`]. It borrows the Block's [`Extent`] for `'a`, holds a
+/// retain of the device's primary [`Context`], and on drop synchronizes that context (so
+/// no work queued there still uses the pages), unregisters, and releases the context.
+///
+/// `CudaBlock` is `Send` and `Sync`.
+pub struct CudaBlock<'a> {
+    extent: &'a Extent,
+    context: Context,
+    device_ptr: u64,
+    read_only: bool,
+}
+
+impl<'a> CudaBlock<'a> {
+    /// The device address of the Block's first byte. On devices with unified addressing
+    /// (every 64-bit Linux system) it equals the host address.
+    pub fn device_ptr(&self) -> u64 {
+        self.device_ptr
+    }
+
+    /// The device address of the byte at `offset` from the start of the Block, or `None`
+    /// past its end.
+    pub fn device_ptr_at(&self, offset: usize) -> Option<u64> {
+        (offset < self.extent.size()).then(|| self.device_ptr + offset as u64)
+    }
+
+    /// The device address of the host byte `host`, or `None` if `host` is not inside the
+    /// Block. For a Tape's take or a Grid's cell: `device_ptr_of(slice.as_ptr())`.
+    pub fn device_ptr_of(&self, host: *const u8) -> Option<u64> {
+        self.device_ptr_at((host as usize).wrapping_sub(self.extent.address() as usize))
+    }
+
+    /// Size of the registered range in bytes: the whole Block.
+    pub fn size(&self) -> usize {
+        self.extent.size()
+    }
+
+    /// The registered Extent.
+    pub fn extent(&self) -> &'a Extent {
+        self.extent
+    }
+
+    /// The primary context the registration was made in: use it for copies and fills
+    /// through the device pointer.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// The device the registration was made with.
+    pub fn device(&self) -> Device {
+        self.context.device()
+    }
+
+    /// Whether the device may only read the Block (`CU_MEMHOSTREGISTER_READ_ONLY`): true
+    /// for a read-only import.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn look_up_device_ptr(&self) -> Result<u64, MemError> {
+        let _current = self.context.enter()?;
+        self.context
+            .api()
+            .mem_host_device_pointer(self.extent.address().cast::<c_void>())
+            .map_err(|code| {
+                self.context
+                    .error("cuMemHostGetDevicePointer_v2", code, Some(self.size()))
+            })
+    }
+}
+
+impl Drop for CudaBlock<'_> {
+    fn drop(&mut self) {
+        // A context that cannot be made current cannot unregister: the registration then
+        // leaks, which is safe (module docs) and has nobody to be reported to in drop.
+        if let Ok(_current) = self.context.enter() {
+            // Work queued in the context may still use the pages: let it finish first.
+            let _ = self.context.api().ctx_synchronize();
+            // SAFETY: this is the base of the registration made in `register_cuda`; the
+            // Extent is still mapped (borrowed for 'a), and the context has no work left.
+            let _ = unsafe {
+                self.context
+                    .api()
+                    .mem_host_unregister(self.extent.address().cast())
+            };
+        }
+        // `context` drops after this body: its release follows the unregister.
+    }
+}
+
+impl fmt::Debug for CudaBlock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaBlock")
+            .field("block", &self.extent.id())
+            .field("device", &self.context.device().ordinal())
+            .field("address", &self.extent.address())
+            .field("device_ptr", &format_args!("{:#x}", self.device_ptr))
+            .field("size", &self.extent.size())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
