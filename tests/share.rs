@@ -178,6 +178,32 @@ fn read_only_import_cannot_share_writable() {
 }
 
 #[test]
+fn read_write_peers_are_trusted_with_the_contents() {
+    // A read-write share trusts the peer with the bytes: besides writing them, it may punch
+    // holes (fallocate, MADV_REMOVE), which the resize seals do not forbid. The owner then
+    // reads zeros there, never SIGBUS, and keeps working.
+    let mut block = owner(4 * page_size(), 14);
+    let peer = Block::import(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on the import's descriptor; the pages it frees are re-faulted as
+    // zeros by both mappings, which stay valid (the size is unchanged).
+    let r = unsafe {
+        libc::fallocate(
+            peer.as_fd().as_raw_fd(),
+            punch,
+            page_size() as libc::off_t,
+            page_size() as libc::off_t,
+        )
+    };
+    assert_eq!(r, 0, "errno {}", errno());
+    let page = page_size();
+    assert!(block.as_bytes()[page..2 * page].iter().all(|&b| b == 0));
+    assert!(holds(&block.as_slice::<u64>()[..page / 8], 14));
+    fill(&mut block, 15);
+    assert!(holds(peer.as_slice(), 15));
+}
+
+#[test]
 fn share_outlives_its_block() {
     let block = owner(3 * page_size(), 7);
     let share = block.share(Access::ReadOnly).unwrap();
@@ -443,6 +469,14 @@ fn refused_to_write(fd: RawFd, size: usize, what: &str) {
         assert_eq!(errno(), libc::EPERM, "{what}: write");
         assert_eq!(libc::ftruncate(fd, 0), -1, "{what}: ftruncate");
         assert_eq!(errno(), libc::EPERM, "{what}: ftruncate");
+        // Punching a hole would free the owner's pages; the write seal forbids it too.
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        assert_eq!(
+            libc::fallocate(fd, punch, 0, size as libc::off_t),
+            -1,
+            "{what}: punch"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
     }
 }
 

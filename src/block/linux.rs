@@ -18,9 +18,10 @@
 //!
 //! Import (`Mapping::import`, a memfd received from another process and already checked by
 //! `share.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the mapping
-//! `PROT_READ` for a read-only import and populated with `MADV_POPULATE_READ` there. The
-//! owner populated every page, so populating an import only builds this process's page
-//! tables; it still splits over threads for large Blocks, because that work is per page too.
+//! `PROT_READ` for a read-only import, and populated with `MADV_POPULATE_READ` (read or
+//! write import alike). The owner populated every page, so populating an import only builds
+//! this process's page tables; it still splits over threads for large Blocks, because that
+//! work is per page too.
 //! No headroom check: an import allocates no new memory.
 //!
 //! Drop: `munlock`, `munmap`, then `close` (the fd field drops last).
@@ -71,7 +72,7 @@ impl Mapping {
         ffi::ftruncate(fd.as_fd(), len).map_err(os("ftruncate"))?;
         ffi::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
             .map_err(os("fcntl(F_ADD_SEALS)"))?;
-        Mapping::map(fd, len, Access::ReadWrite, pin)
+        Mapping::map(fd, len, Access::ReadWrite, pin, Populate::Write)
     }
 
     /// Maps and pins a memfd received from another process. The caller (`share.rs`) has
@@ -84,12 +85,18 @@ impl Mapping {
         access: Access,
         pin: Pin,
     ) -> Result<Mapping, MemError> {
-        Mapping::map(fd, len, access, pin)
+        Mapping::map(fd, len, access, pin, Populate::Read)
     }
 
     /// Steps 4 to 7, shared by `open` and `import`: `mmap`, then pin. On error `fd` is
     /// closed, and a mapping already made is unlocked and unmapped, by `Drop`.
-    fn map(fd: OwnedFd, len: usize, access: Access, pin: Pin) -> Result<Mapping, MemError> {
+    fn map(
+        fd: OwnedFd,
+        len: usize,
+        access: Access,
+        pin: Pin,
+        populate: Populate,
+    ) -> Result<Mapping, MemError> {
         let prot = match access {
             Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
             Access::ReadOnly => libc::PROT_READ,
@@ -104,16 +111,16 @@ impl Mapping {
             fd,
             ticket: Ticket::take(),
         };
-        map.pin(pin)?;
+        map.pin(pin, populate)?;
         Ok(map)
     }
 
     /// Populates every page and locks it per `pin`.
-    fn pin(&mut self, pin: Pin) -> Result<(), MemError> {
+    fn pin(&mut self, pin: Pin, populate_with: Populate) -> Result<(), MemError> {
         let errno = match ffi::mlock_on_fault(self.base, self.len) {
             Ok(()) => {
                 self.locked = true;
-                populate(self.base, self.len, self.access)?;
+                populate(self.base, self.len, populate_with)?;
                 match ffi::mlock(self.base, self.len) {
                     Ok(()) => {
                         self.pinned = true;
@@ -140,7 +147,7 @@ impl Mapping {
                     let _ = ffi::munlock(self.base, self.len);
                     self.locked = false;
                 }
-                populate(self.base, self.len, self.access)
+                populate(self.base, self.len, populate_with)
             }
         }
     }
@@ -193,9 +200,23 @@ fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, MemError> {
     .map_err(os("memfd_create"))
 }
 
-/// Faults every page of `base..base + len` in (writable, or readable for a read-only
-/// mapping), with up to `PARALLEL_MAX` threads each faulting its own range.
-fn populate(base: NonNull<u8>, len: usize, access: Access) -> Result<(), MemError> {
+/// How to fault pages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Populate {
+    /// `MADV_POPULATE_WRITE`: a new Block, whose pages do not exist yet; write faults
+    /// allocate them ready to be written.
+    Write,
+    /// `MADV_POPULATE_READ`: an import, whose pages the owner already allocated. Read faults
+    /// only build page tables, map up to 16 pages per fault (fault-around), and need no
+    /// write access, so they work on `PROT_READ` mappings too; on a writable shared memfd
+    /// mapping they map the pages writable (shmem needs no write notification). Measured
+    /// on the build machine: 1 GiB in ~0.06 s, against ~0.2 s for `MADV_POPULATE_WRITE`.
+    Read,
+}
+
+/// Faults every page of `base..base + len` in, with up to `PARALLEL_MAX` threads each
+/// faulting its own range.
+fn populate(base: NonNull<u8>, len: usize, with: Populate) -> Result<(), MemError> {
     let page = crate::page_size();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if len >= PARALLEL_MIN {
@@ -208,7 +229,7 @@ fn populate(base: NonNull<u8>, len: usize, access: Access) -> Result<(), MemErro
         .step_by(chunk)
         .map(|start| (start, chunk.min(len - start)));
     if threads == 1 {
-        return ranges.try_for_each(|(start, n)| populate_range(base, start, n, access));
+        return ranges.try_for_each(|(start, n)| populate_range(base, start, n, with));
     }
     let at = Address(base);
     std::thread::scope(|scope| {
@@ -216,14 +237,14 @@ fn populate(base: NonNull<u8>, len: usize, access: Access) -> Result<(), MemErro
             .map(|(start, n)| {
                 let spawned = std::thread::Builder::new()
                     .name("unimem-populate".into())
-                    .spawn_scoped(scope, move || populate_range(at.get(), start, n, access));
+                    .spawn_scoped(scope, move || populate_range(at.get(), start, n, with));
                 // A process that may not start threads populates on this one.
-                spawned.map_err(|_| populate_range(at.get(), start, n, access))
+                spawned.map_err(|_| populate_range(at.get(), start, n, with))
             })
             .collect();
         workers.into_iter().try_for_each(|worker| match worker {
             Ok(handle) => handle.join().unwrap_or(Err(MemError::Os {
-                call: populate_call(access),
+                call: populate_call(with),
                 errno: libc::EIO,
             })),
             Err(inline) => inline,
@@ -236,15 +257,14 @@ fn populate_range(
     base: NonNull<u8>,
     start: usize,
     n: usize,
-    access: Access,
+    with: Populate,
 ) -> Result<(), MemError> {
     // SAFETY: `start + n <= len`, inside the mapping.
     let ptr = unsafe { base.add(start) };
     loop {
-        let populated = match access {
-            Access::ReadWrite => ffi::populate_write(ptr, n),
-            // MADV_POPULATE_WRITE on a PROT_READ mapping is refused (EINVAL or EFAULT).
-            Access::ReadOnly => ffi::populate_read(ptr, n),
+        let populated = match with {
+            Populate::Write => ffi::populate_write(ptr, n),
+            Populate::Read => ffi::populate_read(ptr, n),
         };
         match populated {
             Ok(()) => return Ok(()),
@@ -263,7 +283,7 @@ fn populate_range(
             }
             Err(errno) => {
                 return Err(MemError::Os {
-                    call: populate_call(access),
+                    call: populate_call(with),
                     errno,
                 });
             }
@@ -271,10 +291,10 @@ fn populate_range(
     }
 }
 
-fn populate_call(access: Access) -> &'static str {
-    match access {
-        Access::ReadWrite => "madvise(MADV_POPULATE_WRITE)",
-        Access::ReadOnly => "madvise(MADV_POPULATE_READ)",
+fn populate_call(with: Populate) -> &'static str {
+    match with {
+        Populate::Write => "madvise(MADV_POPULATE_WRITE)",
+        Populate::Read => "madvise(MADV_POPULATE_READ)",
     }
 }
 
