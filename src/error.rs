@@ -139,6 +139,90 @@ pub enum MemError {
         /// The number of bytes involved, where the call concerned a range.
         bytes: Option<usize>,
     },
+    /// `Share::recv` reached the end of the stream: the peer closed
+    /// its end of the socket (or died) before sending a share.
+    ShareClosed,
+    /// A message on the socket did not carry exactly one file descriptor. Every descriptor
+    /// that did arrive has been closed.
+    ShareFds {
+        /// Descriptors that arrived (and were closed).
+        received: usize,
+        /// The kernel flagged the control data as truncated (`MSG_CTRUNC`): more
+        /// descriptors were sent than the receiver makes room for, and it dropped the rest.
+        truncated: bool,
+    },
+    /// The bytes that came with the descriptor are not a share header: wrong length, wrong
+    /// magic, or a field out of range. The descriptor has been closed.
+    ShareHeader {
+        /// Bytes received.
+        len: usize,
+        /// What is wrong with them.
+        reason: &'static str,
+    },
+    /// The share header was written by a different version of the share format.
+    ShareVersion {
+        /// The version in the header.
+        found: u16,
+        /// The version this unimem reads.
+        expected: u16,
+    },
+    /// The shared descriptor is not a memfd: not a regular file, or a file that does not
+    /// support seals, so nothing stops its holders from truncating it under a mapping.
+    ShareNotMemfd {
+        /// Its `st_mode` (file type and permission bits).
+        mode: u32,
+    },
+    /// The shared memfd lacks seals the import requires: SHRINK and GROW always, and a write
+    /// seal (`F_SEAL_FUTURE_WRITE`) for a read-only share.
+    ShareUnsealed {
+        /// The seals it has (`F_GET_SEALS`).
+        seals: u32,
+        /// The seals it lacks.
+        missing: u32,
+    },
+    /// The shared file's size differs from the size in the share header.
+    ShareSize {
+        /// Bytes the header claims.
+        expected: usize,
+        /// Bytes the file has (`fstat`).
+        found: u64,
+    },
+    /// A read-only share was given to `Block::import`, whose
+    /// `Block` would hand out mutable views.
+    ShareReadOnly {
+        /// The id of the Block in the process that shared it.
+        source: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// Write access was asked of memory that cannot be written by any process any more
+    /// (`sealed`: `F_SEAL_FUTURE_WRITE` is set on its memfd), or that this process imported
+    /// read-only.
+    NotWritable {
+        /// The Block's id (in the process that shared it, for a received share).
+        id: u32,
+        /// The memfd carries a write seal.
+        sealed: bool,
+    },
+    /// A read of `len` elements of `elem` bytes at `offset` runs past the end of a Block of
+    /// `size` bytes (or its byte count overflows).
+    ReadOutOfBounds {
+        /// Byte offset asked for.
+        offset: usize,
+        /// Number of elements asked for.
+        len: usize,
+        /// Size of one element in bytes.
+        elem: usize,
+        /// The Block's size in bytes.
+        size: usize,
+    },
+    /// A typed read at `offset` is not aligned for its element type.
+    ReadMisaligned {
+        /// Byte offset asked for.
+        offset: usize,
+        /// Alignment the element type needs.
+        align: usize,
+    },
 }
 
 /// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.
@@ -298,7 +382,154 @@ impl fmt::Display for MemError {
                     None => write!(f, ": see the CUDA driver API reference for {name}"),
                 }
             }
+            MemError::ShareClosed => f.write_str(
+                "the peer closed the socket before sending a share (it exited or died); \
+                 check the peer process",
+            ),
+            MemError::ShareFds {
+                received,
+                truncated,
+            } => {
+                write!(
+                    f,
+                    "a share carries exactly one file descriptor, but the message carried \
+                     {received}"
+                )?;
+                if truncated {
+                    f.write_str(" and more that the kernel dropped (MSG_CTRUNC)")?;
+                }
+                f.write_str(
+                    "; all were closed. The peer did not send a unimem Share: send it with \
+                     Share::send, and close the socket after an error (its framing is lost)",
+                )
+            }
+            MemError::ShareHeader { len, reason } => write!(
+                f,
+                "the {len} bytes sent with the file descriptor are not a unimem share header \
+                 ({reason}; a header is {SHARE_HEADER_LEN} bytes); the descriptor was closed. \
+                 Send shares with Share::send and close the socket after an error"
+            ),
+            MemError::ShareVersion { found, expected } => write!(
+                f,
+                "the share header is version {found}, this unimem reads version {expected}; \
+                 the descriptor was closed. Use the same unimem version in both processes"
+            ),
+            MemError::ShareNotMemfd { mode } => write!(
+                f,
+                "the shared file descriptor is {} (st_mode {mode:#o}), not a sealed memfd: \
+                 mapping it would let its other holders truncate it under this process; it \
+                 was closed. Share Blocks with Extent::share",
+                FileType(mode)
+            ),
+            MemError::ShareUnsealed { seals, missing } => write!(
+                f,
+                "the shared memfd lacks the seals {} (it has {}): without them another holder \
+                 could resize it (SIGBUS here) or write to a read-only share; it was closed. \
+                 Share Blocks with Extent::share, which seals them",
+                Seals(missing),
+                Seals(seals)
+            ),
+            MemError::ShareSize { expected, found } => write!(
+                f,
+                "the share header says {} ({expected} bytes) but the shared file holds \
+                 {found} bytes; it was closed. The peer sent a descriptor that does not belong \
+                 to its header",
+                Bytes(expected as u64)
+            ),
+            MemError::ShareReadOnly { source, size } => write!(
+                f,
+                "the share of Block {source} ({}) is read-only, and Block::import hands out \
+                 mutable views: import it with Block::import_read_only, or ask the owner for \
+                 an Access::ReadWrite share",
+                Bytes(size as u64)
+            ),
+            MemError::NotWritable { id, sealed: true } => write!(
+                f,
+                "Block {id} was shared read-only: F_SEAL_FUTURE_WRITE is set on its memfd, \
+                 for every process and for good (the seal belongs to the file), so no process \
+                 can map it writable again. Share or import it with Access::ReadOnly \
+                 (Block::import_read_only), or copy it into a new Block"
+            ),
+            MemError::NotWritable { id, sealed: false } => write!(
+                f,
+                "Block {id} was imported read-only by this process, so it cannot hand out \
+                 write access: share it with Access::ReadOnly"
+            ),
+            MemError::ReadOutOfBounds {
+                offset,
+                len,
+                elem,
+                size,
+            } => write!(
+                f,
+                "reading {len} elements of {elem} bytes at offset {offset} runs past the end \
+                 of the {size}-byte Block: check the offset and length the peer sent"
+            ),
+            MemError::ReadMisaligned { offset, align } => write!(
+                f,
+                "offset {offset} is not a multiple of {align}, the alignment of the element \
+                 type: read bytes there, or align the offset"
+            ),
         }
+    }
+}
+
+/// Length of a share header in bytes (`specs/share.md`).
+pub(crate) const SHARE_HEADER_LEN: usize = 24;
+
+/// A set of memfd seals printed by name: `SHRINK|GROW`. Bit values are those of
+/// `linux/fcntl.h`, spelled out so that messages print the same on every target.
+struct Seals(u32);
+
+impl fmt::Display for Seals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(u32, &str); 6] = [
+            (0x1, "SEAL"),
+            (0x2, "SHRINK"),
+            (0x4, "GROW"),
+            (0x8, "WRITE"),
+            (0x10, "FUTURE_WRITE"),
+            (0x20, "EXEC"),
+        ];
+        if self.0 == 0 {
+            return f.write_str("none");
+        }
+        let mut first = true;
+        for (bit, name) in NAMES {
+            if self.0 & bit != 0 {
+                if !first {
+                    f.write_str("|")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        let unknown = self.0 & !0x3f;
+        if unknown != 0 {
+            if !first {
+                f.write_str("|")?;
+            }
+            write!(f, "{unknown:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The file type in an `st_mode`, in words. The `S_IF*` values are the same on every Unix.
+struct FileType(u32);
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 & 0o170_000 {
+            0o100_000 => "a regular file that cannot be sealed",
+            0o040_000 => "a directory",
+            0o010_000 => "a pipe (FIFO)",
+            0o140_000 => "a socket",
+            0o020_000 => "a character device",
+            0o060_000 => "a block device",
+            0o120_000 => "a symbolic link",
+            _ => "a file of unknown type",
+        })
     }
 }
 
@@ -379,6 +610,20 @@ mod tests {
         assert_eq!(Bytes(1024).to_string(), "1.0 KiB");
         assert_eq!(Bytes(64 << 20).to_string(), "64.0 MiB");
         assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
+    }
+
+    #[test]
+    fn seals_and_file_types_by_name() {
+        assert_eq!(Seals(0).to_string(), "none");
+        assert_eq!(Seals(0x6).to_string(), "SHRINK|GROW");
+        assert_eq!(Seals(0x17).to_string(), "SEAL|SHRINK|GROW|FUTURE_WRITE");
+        assert_eq!(Seals(0x102).to_string(), "SHRINK|0x100");
+        assert_eq!(
+            FileType(0o100_644).to_string(),
+            "a regular file that cannot be sealed"
+        );
+        assert_eq!(FileType(0o010_600).to_string(), "a pipe (FIFO)");
+        assert_eq!(FileType(0o140_777).to_string(), "a socket");
     }
 
     #[test]

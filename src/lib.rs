@@ -16,7 +16,9 @@ mod ffi;
 mod limits;
 mod page;
 
-pub use block::{Block, Builder, Extent, Pin};
+pub use block::{Access, Block, Builder, Extent, Pin};
+#[cfg(all(target_os = "linux", not(miri)))]
+pub use block::{ReadOnlyBlock, Share};
 pub use error::{MemError, MemoryLimit};
 pub use limits::Limits;
 pub use page::page_size;

@@ -254,3 +254,130 @@ fn cuda_call_failed() {
     contains_all(&t, &["cuDriverGetVersion", "(9999)", "reference"]);
     assert!(!t.contains("device") && !t.contains("bytes"), "{t}");
 }
+
+#[test]
+fn share_closed() {
+    assert!(text(MemError::ShareClosed).contains("closed the socket"));
+}
+
+#[test]
+fn share_fds() {
+    let t = text(MemError::ShareFds {
+        received: 2,
+        truncated: false,
+    });
+    assert!(t.contains("exactly one") && t.contains("carried 2") && t.contains("closed"));
+    assert!(!t.contains("MSG_CTRUNC"));
+    let t = text(MemError::ShareFds {
+        received: 4,
+        truncated: true,
+    });
+    assert!(t.contains("carried 4") && t.contains("MSG_CTRUNC"), "{t}");
+}
+
+#[test]
+fn share_header() {
+    let t = text(MemError::ShareHeader {
+        len: 10,
+        reason: "wrong length",
+    });
+    assert!(t.contains("10 bytes") && t.contains("wrong length") && t.contains("24 bytes"));
+    assert!(t.contains("Share::send"));
+}
+
+#[test]
+fn share_version() {
+    let t = text(MemError::ShareVersion {
+        found: 9,
+        expected: 1,
+    });
+    assert!(t.contains("version 9") && t.contains("version 1") && t.contains("same unimem"));
+}
+
+#[test]
+fn share_not_memfd() {
+    let t = text(MemError::ShareNotMemfd { mode: 0o010_600 });
+    assert!(
+        t.contains("a pipe") && t.contains("0o10600") && t.contains("Extent::share"),
+        "{t}"
+    );
+    let t = text(MemError::ShareNotMemfd { mode: 0o100_644 });
+    assert!(t.contains("regular file that cannot be sealed"), "{t}");
+}
+
+#[test]
+fn share_unsealed() {
+    let t = text(MemError::ShareUnsealed {
+        seals: 0x1,
+        missing: 0x6,
+    });
+    assert!(t.contains("SHRINK|GROW") && t.contains("has SEAL"), "{t}");
+    let t = text(MemError::ShareUnsealed {
+        seals: 0,
+        missing: 0x10,
+    });
+    assert!(t.contains("FUTURE_WRITE") && t.contains("has none"), "{t}");
+}
+
+#[test]
+fn share_size() {
+    let t = text(MemError::ShareSize {
+        expected: 8192,
+        found: 4096,
+    });
+    assert!(
+        t.contains("8192") && t.contains("4096") && t.contains("8.0 KiB"),
+        "{t}"
+    );
+}
+
+#[test]
+fn share_read_only() {
+    let t = text(MemError::ShareReadOnly {
+        source: 3,
+        size: 1 << 20,
+    });
+    assert!(
+        t.contains("Block 3") && t.contains("1.0 MiB") && t.contains("Block::import_read_only")
+    );
+}
+
+#[test]
+fn not_writable() {
+    let t = text(MemError::NotWritable {
+        id: 5,
+        sealed: true,
+    });
+    assert!(
+        t.contains("Block 5")
+            && t.contains("F_SEAL_FUTURE_WRITE")
+            && t.contains("Access::ReadOnly")
+    );
+    let t = text(MemError::NotWritable {
+        id: 6,
+        sealed: false,
+    });
+    assert!(
+        t.contains("Block 6") && t.contains("imported read-only") && t.contains("Access::ReadOnly")
+    );
+}
+
+#[test]
+fn read_out_of_bounds() {
+    let t = text(MemError::ReadOutOfBounds {
+        offset: 4090,
+        len: 2,
+        elem: 8,
+        size: 4096,
+    });
+    assert!(t.contains("4090") && t.contains("2 elements of 8 bytes") && t.contains("4096-byte"));
+}
+
+#[test]
+fn read_misaligned() {
+    let t = text(MemError::ReadMisaligned {
+        offset: 3,
+        align: 8,
+    });
+    assert!(t.contains("offset 3") && t.contains("multiple of 8"));
+}

@@ -8,8 +8,8 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-use super::Pin;
 use super::id::Ticket;
+use super::{Access, Pin};
 use crate::error::MemError;
 
 pub(crate) struct Mapping {
@@ -56,6 +56,11 @@ impl Mapping {
 
     pub(crate) fn is_pinned(&self) -> bool {
         false
+    }
+
+    /// Heap Blocks are only ever opened by their owner, never imported.
+    pub(crate) fn access(&self) -> Access {
+        Access::ReadWrite
     }
 }
 

@@ -16,14 +16,22 @@
 //!    shmem is per-page fault overhead, which parallelises), each page locked as it faults;
 //! 7. `mlock`, which turns the on-fault lock into a full one by walking present pages.
 //!
+//! Import (`Mapping::import`, a memfd received from another process and already checked by
+//! `share.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the mapping
+//! `PROT_READ` for a read-only import, and populated with `MADV_POPULATE_READ` (read or
+//! write import alike). The owner populated every page, so populating an import only builds
+//! this process's page tables; it still splits over threads for large Blocks, because that
+//! work is per page too.
+//! No headroom check: an import allocates no new memory.
+//!
 //! Drop: `munlock`, `munmap`, then `close` (the fd field drops last).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use super::Pin;
 use super::id::Ticket;
+use super::{Access, Pin};
 use crate::error::MemError;
 use crate::ffi::linux as ffi;
 use crate::limits::{Limits, check_headroom};
@@ -45,6 +53,8 @@ pub(crate) struct Mapping {
     locked: bool,
     /// Every page is present and locked.
     pinned: bool,
+    /// How this process mapped the file: `ReadOnly` maps are `PROT_READ`.
+    access: Access,
     fd: OwnedFd,
     ticket: Ticket,
 }
@@ -62,26 +72,55 @@ impl Mapping {
         ffi::ftruncate(fd.as_fd(), len).map_err(os("ftruncate"))?;
         ffi::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
             .map_err(os("fcntl(F_ADD_SEALS)"))?;
-        let base = ffi::mmap_shared(fd.as_fd(), len, libc::PROT_READ | libc::PROT_WRITE)
-            .map_err(os("mmap"))?;
+        Mapping::map(fd, len, Access::ReadWrite, pin, Populate::Write)
+    }
+
+    /// Maps and pins a memfd received from another process. The caller (`share.rs`) has
+    /// checked that it is a regular file of exactly `len` bytes, sealed against shrinking and
+    /// growing (and against new writable mappings when `access` is `ReadOnly` and the share
+    /// was read-only), so no holder of it can make this mapping fault.
+    pub(crate) fn import(
+        fd: OwnedFd,
+        len: usize,
+        access: Access,
+        pin: Pin,
+    ) -> Result<Mapping, MemError> {
+        Mapping::map(fd, len, access, pin, Populate::Read)
+    }
+
+    /// Steps 4 to 7, shared by `open` and `import`: `mmap`, then pin. On error `fd` is
+    /// closed, and a mapping already made is unlocked and unmapped, by `Drop`.
+    fn map(
+        fd: OwnedFd,
+        len: usize,
+        access: Access,
+        pin: Pin,
+        populate: Populate,
+    ) -> Result<Mapping, MemError> {
+        let prot = match access {
+            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+            Access::ReadOnly => libc::PROT_READ,
+        };
+        let base = ffi::mmap_shared(fd.as_fd(), len, prot).map_err(os("mmap"))?;
         let mut map = Mapping {
             base,
             len,
             locked: false,
             pinned: false,
+            access,
             fd,
             ticket: Ticket::take(),
         };
-        map.pin(pin)?;
+        map.pin(pin, populate)?;
         Ok(map)
     }
 
     /// Populates every page and locks it per `pin`.
-    fn pin(&mut self, pin: Pin) -> Result<(), MemError> {
+    fn pin(&mut self, pin: Pin, populate_with: Populate) -> Result<(), MemError> {
         let errno = match ffi::mlock_on_fault(self.base, self.len) {
             Ok(()) => {
                 self.locked = true;
-                populate(self.base, self.len)?;
+                populate(self.base, self.len, populate_with)?;
                 match ffi::mlock(self.base, self.len) {
                     Ok(()) => {
                         self.pinned = true;
@@ -108,7 +147,7 @@ impl Mapping {
                     let _ = ffi::munlock(self.base, self.len);
                     self.locked = false;
                 }
-                populate(self.base, self.len)
+                populate(self.base, self.len, populate_with)
             }
         }
     }
@@ -129,6 +168,10 @@ impl Mapping {
         self.pinned
     }
 
+    pub(crate) fn access(&self) -> Access {
+        self.access
+    }
+
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -139,7 +182,7 @@ impl Drop for Mapping {
         if self.locked {
             let _ = ffi::munlock(self.base, self.len);
         }
-        // SAFETY: the mapping was created by `open` and is owned by `self`; the Block that
+        // SAFETY: the mapping was created by `map` and is owned by `self`; the Block that
         // lent out views of it is being dropped, so no reference into it is alive.
         let _ = unsafe { ffi::munmap(self.base, self.len) };
         // `fd` is closed after this body, when the field drops: the file itself is freed
@@ -157,9 +200,23 @@ fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, MemError> {
     .map_err(os("memfd_create"))
 }
 
-/// Faults every page of `base..base + len` in, writable, with up to `PARALLEL_MAX` threads
-/// each faulting its own range.
-fn populate(base: NonNull<u8>, len: usize) -> Result<(), MemError> {
+/// How to fault pages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Populate {
+    /// `MADV_POPULATE_WRITE`: a new Block, whose pages do not exist yet; write faults
+    /// allocate them ready to be written.
+    Write,
+    /// `MADV_POPULATE_READ`: an import, whose pages the owner already allocated. Read faults
+    /// only build page tables, map up to 16 pages per fault (fault-around), and need no
+    /// write access, so they work on `PROT_READ` mappings too; on a writable shared memfd
+    /// mapping they map the pages writable (shmem needs no write notification). Measured
+    /// on the build machine: 1 GiB in ~0.06 s, against ~0.2 s for `MADV_POPULATE_WRITE`.
+    Read,
+}
+
+/// Faults every page of `base..base + len` in, with up to `PARALLEL_MAX` threads each
+/// faulting its own range.
+fn populate(base: NonNull<u8>, len: usize, with: Populate) -> Result<(), MemError> {
     let page = crate::page_size();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if len >= PARALLEL_MIN {
@@ -172,7 +229,7 @@ fn populate(base: NonNull<u8>, len: usize) -> Result<(), MemError> {
         .step_by(chunk)
         .map(|start| (start, chunk.min(len - start)));
     if threads == 1 {
-        return ranges.try_for_each(|(start, n)| populate_range(base, start, n));
+        return ranges.try_for_each(|(start, n)| populate_range(base, start, n, with));
     }
     let at = Address(base);
     std::thread::scope(|scope| {
@@ -180,14 +237,14 @@ fn populate(base: NonNull<u8>, len: usize) -> Result<(), MemError> {
             .map(|(start, n)| {
                 let spawned = std::thread::Builder::new()
                     .name("unimem-populate".into())
-                    .spawn_scoped(scope, move || populate_range(at.get(), start, n));
+                    .spawn_scoped(scope, move || populate_range(at.get(), start, n, with));
                 // A process that may not start threads populates on this one.
-                spawned.map_err(|_| populate_range(at.get(), start, n))
+                spawned.map_err(|_| populate_range(at.get(), start, n, with))
             })
             .collect();
         workers.into_iter().try_for_each(|worker| match worker {
             Ok(handle) => handle.join().unwrap_or(Err(MemError::Os {
-                call: "madvise(MADV_POPULATE_WRITE)",
+                call: populate_call(with),
                 errno: libc::EIO,
             })),
             Err(inline) => inline,
@@ -196,30 +253,48 @@ fn populate(base: NonNull<u8>, len: usize) -> Result<(), MemError> {
 }
 
 /// Populates `n` bytes at `base + start`.
-fn populate_range(base: NonNull<u8>, start: usize, n: usize) -> Result<(), MemError> {
+fn populate_range(
+    base: NonNull<u8>,
+    start: usize,
+    n: usize,
+    with: Populate,
+) -> Result<(), MemError> {
     // SAFETY: `start + n <= len`, inside the mapping.
     let ptr = unsafe { base.add(start) };
     loop {
-        match ffi::populate_write(ptr, n) {
+        let populated = match with {
+            Populate::Write => ffi::populate_write(ptr, n),
+            Populate::Read => ffi::populate_read(ptr, n),
+        };
+        match populated {
             Ok(()) => return Ok(()),
             Err(libc::EINTR | libc::EAGAIN) => continue,
-            // Before Linux 5.14: touch one byte per page. The memory is private to this
-            // process until `open` returns, and the byte written is the zero already there.
+            // Before Linux 5.14: read one byte per page. A read fault on a shared memfd
+            // mapping allocates the page (shmem maps no shared zero page), and reading
+            // leaves an imported Block's contents alone.
             Err(libc::EINVAL) => {
                 let page = crate::page_size();
                 for offset in (0..n).step_by(page) {
-                    // SAFETY: inside the mapping, writable, and not yet visible to anyone.
-                    unsafe { ptr.add(offset).write_volatile(0) };
+                    // SAFETY: inside the mapping, which is readable; no `&mut` to it exists
+                    // yet (the Block is not built until populating is done).
+                    unsafe { ptr.add(offset).read_volatile() };
                 }
                 return Ok(());
             }
             Err(errno) => {
                 return Err(MemError::Os {
-                    call: "madvise(MADV_POPULATE_WRITE)",
+                    call: populate_call(with),
                     errno,
                 });
             }
         }
+    }
+}
+
+fn populate_call(with: Populate) -> &'static str {
+    match with {
+        Populate::Write => "madvise(MADV_POPULATE_WRITE)",
+        Populate::Read => "madvise(MADV_POPULATE_READ)",
     }
 }
 

@@ -17,12 +17,28 @@
 //! `&mut self`, so the borrow checker rules out aliasing. What a Tape lends out is the
 //! [`Extent`] (address, size, id, file descriptor): enough to share the memory or hand it to
 //! a device, but no view of bytes that the Tape may have handed out as `&mut`.
+//!
+//! On Linux a Block can also be shared with another process ([`Extent::share`], `share.rs`)
+//! and imported there (`import.rs`): read-write as a `Block`, or read-only as a
+//! [`ReadOnlyBlock`], which has shared views only, so that writing through a `PROT_READ`
+//! mapping is ruled out by type rather than by a crash.
 
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
 #[cfg_attr(not(all(target_os = "linux", not(miri))), path = "heap.rs")]
 mod os;
 
 mod id;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod import;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod read_only;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod share;
+
+#[cfg(all(target_os = "linux", not(miri)))]
+pub use read_only::ReadOnlyBlock;
+#[cfg(all(target_os = "linux", not(miri)))]
+pub use share::Share;
 
 use std::fmt;
 use std::ops::Deref;
@@ -46,6 +62,21 @@ pub enum Pin {
     /// Try to lock; if the OS refuses, populate the pages anyway and report
     /// [`is_pinned()`](Extent::is_pinned) `== false`.
     BestEffort,
+}
+
+/// What a process may do with a Block's bytes: read and write them, or only read them.
+///
+/// The owner of a Block always has [`ReadWrite`](Access::ReadWrite). On Linux a Block is
+/// shared with another process with one of the two ([`Extent::share`]), and
+/// [`Extent::access`] tells how this process mapped it: a Block imported read-only is mapped
+/// `PROT_READ` and must be registered with devices as read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read and write: the owner's access, and a read-write import's.
+    ReadWrite,
+    /// Read only: the mapping is `PROT_READ`, and the memfd is sealed so that no process can
+    /// map it writable again (`F_SEAL_FUTURE_WRITE`).
+    ReadOnly,
 }
 
 /// Options for opening a [`Block`]: pin policy and debug name.
@@ -165,6 +196,20 @@ impl Extent {
         self.map.is_pinned()
     }
 
+    /// How this process mapped the bytes: [`Access::ReadWrite`] for a Block it opened or
+    /// imported read-write, [`Access::ReadOnly`] for a read-only import (mapped `PROT_READ`).
+    ///
+    /// ```
+    /// use unimem::{Access, Block, Pin};
+    ///
+    /// let block = Block::builder(4096).pin(Pin::BestEffort).open()?;
+    /// assert_eq!(block.access(), Access::ReadWrite);
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn access(&self) -> Access {
+        self.map.access()
+    }
+
     /// The debug name given to [`Builder::name`].
     pub fn name(&self) -> &str {
         &self.name
@@ -203,6 +248,7 @@ impl fmt::Debug for Extent {
             .field("address", &self.address())
             .field("size", &self.size())
             .field("pinned", &self.is_pinned())
+            .field("access", &self.access())
             .field("backend", &self.backend())
             .finish()
     }

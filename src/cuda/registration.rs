@@ -30,7 +30,7 @@ use std::ffi::{c_uint, c_void};
 use std::fmt;
 
 use super::{Attribute, Context, Device, Driver};
-use crate::block::Extent;
+use crate::block::{Access, Extent};
 use crate::error::MemError;
 
 /// `CU_MEMHOSTREGISTER_PORTABLE`: the registration is seen by every context, not only the
@@ -45,9 +45,8 @@ const ALREADY_REGISTERED: i32 = 712;
 
 /// Whether `extent` must be registered read-only: true for a read-only import, whose pages
 /// are mapped `PROT_READ` (registering those without `READ_ONLY` fails).
-// TODO(phase 2): `extent.access() == Access::ReadOnly` once Block sharing (imports) lands.
-fn registers_read_only(_extent: &Extent) -> bool {
-    false
+fn registers_read_only(extent: &Extent) -> bool {
+    extent.access() == Access::ReadOnly
 }
 
 impl Extent {

@@ -3,8 +3,9 @@
 //! # References
 //!
 //! memfd_create(2), ftruncate(2), fcntl(2) (file seals), mmap(2), munmap(2), mlock(2),
-//! madvise(2) (`MADV_POPULATE_WRITE`, Linux 5.14), getrlimit(2), and the kernel uapi header
-//! `linux/memfd.h` (`MFD_NOEXEC_SEAL`, Linux 6.3).
+//! madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`, Linux 5.14), getrlimit(2),
+//! fstat(2), sendmsg(2), recvmsg(2), cmsg(3), unix(7) (`SCM_RIGHTS`), and the kernel uapi
+//! header `linux/memfd.h` (`MFD_NOEXEC_SEAL`, Linux 6.3).
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -47,6 +48,179 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Er
         0 => Ok(()),
         _ => Err(last_errno()),
     }
+}
+
+/// `fcntl(fd, F_GET_SEALS)`: the seals set on the file. `EINVAL` when the file does not
+/// support sealing (anything but a memfd or other shmem/hugetlbfs file).
+pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    // SAFETY: F_GET_SEALS takes no argument; `fd` is open for the borrow.
+    match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) } {
+        seals if seals >= 0 => Ok(seals),
+        _ => Err(last_errno()),
+    }
+}
+
+/// What `fstat` says about a file, the two fields the import checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    /// `st_mode`: file type and permission bits.
+    pub(crate) mode: u32,
+    /// `st_size`, in bytes.
+    pub(crate) size: i64,
+}
+
+impl FileStat {
+    /// Whether the file is a regular file (`S_ISREG`).
+    pub(crate) fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
+/// `fstat(fd)`.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes one `stat` through a pointer to a live local; `fd` is open for
+    // the borrow.
+    match unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } {
+        0 => {
+            // SAFETY: fstat returned 0, so it filled in the whole struct.
+            let stat = unsafe { stat.assume_init() };
+            Ok(FileStat {
+                mode: stat.st_mode,
+                size: stat.st_size,
+            })
+        }
+        _ => Err(last_errno()),
+    }
+}
+
+/// The most descriptors [`recv_fds`] makes room for in one message.
+pub(crate) const RECV_FDS_MAX: usize = 4;
+
+/// Control-buffer space for [`RECV_FDS_MAX`] descriptors, in `u64`s (so it is aligned for
+/// `cmsghdr`): `CMSG_SPACE(4 * sizeof(int))` is 32 bytes on 64-bit Linux, 24 on 32-bit.
+const CONTROL_WORDS: usize = 8;
+
+/// `sendmsg(socket, data, SCM_RIGHTS [fd], MSG_NOSIGNAL)`: sends `data` with one
+/// descriptor attached. Returns how many bytes of `data` went out (the descriptor travels
+/// with the first of them).
+pub(crate) fn send_with_fd(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fd: BorrowedFd<'_>,
+) -> Result<usize, Errno> {
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
+    debug_assert!(space <= size_of_val(&control));
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty header; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY:
+    // - `msg` points at `control`, which is zeroed, aligned for `cmsghdr` (u64 words) and at
+    //   least `space` bytes long, so CMSG_FIRSTHDR returns a header inside it;
+    // - CMSG_DATA of that header has room for one `c_int` (CMSG_SPACE accounted for it);
+    // - sendmsg only reads `data` (through `iov`) and `control`, both alive for the call,
+    //   and `socket` and `fd` are open for their borrows.
+    let sent = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+        libc::CMSG_DATA(cmsg)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd.as_raw_fd());
+        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    usize::try_from(sent).map_err(|_| last_errno())
+}
+
+/// `send(socket, data, MSG_NOSIGNAL)`: plain bytes, no descriptor.
+pub(crate) fn send(socket: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: send only reads `data`, alive for the call; `socket` is open for the borrow.
+    let sent = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(sent).map_err(|_| last_errno())
+}
+
+/// One message received by [`recv_with_fds`].
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes of data written to the buffer.
+    pub(crate) bytes: usize,
+    /// Every descriptor that arrived, owned: dropping them closes them.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// `MSG_CTRUNC`: more control data arrived than fit; the kernel discarded the rest.
+    pub(crate) control_truncated: bool,
+}
+
+/// `recvmsg(socket, buf, MSG_CMSG_CLOEXEC)` with room for [`RECV_FDS_MAX`] descriptors.
+/// Every descriptor the kernel installed is returned as an `OwnedFd`, whatever else the
+/// message held, so the caller closes them all by dropping them.
+pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE((RECV_FDS_MAX * size_of::<libc::c_int>()) as u32) };
+    debug_assert!(space as usize <= size_of_val(&control));
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty header; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: recvmsg writes at most `buf.len()` bytes into `buf` and at most
+    // `msg_controllen` bytes into `control`, both alive and exclusively borrowed for the
+    // call; `socket` is open for the borrow.
+    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let bytes = usize::try_from(received).map_err(|_| last_errno())?;
+    let mut fds = Vec::new();
+    // SAFETY:
+    // - on success the kernel set `msg_controllen` to the bytes of control data it wrote
+    //   into `control`, and CMSG_FIRSTHDR / CMSG_NXTHDR walk only headers that lie wholly
+    //   within that length (they return null past it);
+    // - each SCM_RIGHTS payload is `cmsg_len - CMSG_LEN(0)` bytes of `c_int`s, inside the
+    //   header's extent; they are read unaligned;
+    // - every descriptor in them was just installed in this process by the kernel and is
+    //   owned by nobody else, so wrapping each in `OwnedFd` once is sound.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let payload =
+                    ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                for i in 0..payload / size_of::<libc::c_int>() {
+                    let fd = data.add(i).read_unaligned();
+                    if fd >= 0 {
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Received {
+        bytes,
+        fds,
+        control_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+    })
 }
 
 /// `mmap(NULL, len, prot, MAP_SHARED, fd, 0)`: a shared mapping of the whole file.
@@ -121,6 +295,17 @@ pub(crate) fn populate_write(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> 
     // SAFETY: MADV_POPULATE_WRITE allocates pages as a write fault would, but leaves their
     // contents (zero for a fresh memfd) unchanged; an unmapped range is an error.
     match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `madvise(ptr, len, MADV_POPULATE_READ)`: fault every page in, readable, without
+/// requiring write access (for `PROT_READ` mappings). `EINVAL` before Linux 5.14.
+pub(crate) fn populate_read(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_POPULATE_READ only maps pages in, as read faults would; contents are
+    // unchanged and an unmapped range is an error.
+    match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_READ) } {
         0 => Ok(()),
         _ => Err(last_errno()),
     }

@@ -25,19 +25,7 @@ pub(crate) fn run_child(test: &str) -> Output {
 
 /// Runs `test` in a child and fails with its output unless it succeeded.
 pub(crate) fn assert_child_passes(test: &str) {
-    let out = run_child(test);
-    assert!(
-        out.status.success(),
-        "child `{test}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The harness prints this line only if the filter matched and the test ran.
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "child `{test}` did not run exactly one test"
-    );
+    assert_passed(test, &run_child(test));
 }
 
 /// A field of `/proc/self/status` given in kB, in bytes.
@@ -81,4 +69,194 @@ pub(crate) fn drop_privileges(limit: u64) {
             assert_eq!(libc::setuid(65534), 0, "setuid");
         }
     }
+}
+
+/// A child process of this test binary running one test, holding the other end of a Unix
+/// socket as its standard input (so the descriptor crosses `exec` without any unsafe
+/// `pre_exec`). The child is killed and reaped when the `Peer` is dropped, whatever
+/// happened, so no test leaves a process behind.
+#[cfg(target_os = "linux")]
+pub(crate) struct Peer {
+    child: Option<std::process::Child>,
+    socket: Option<std::os::unix::net::UnixStream>,
+    test: String,
+}
+
+#[cfg(target_os = "linux")]
+impl Peer {
+    /// Starts `test` in a child with a socket to it; `env` adds variables.
+    pub(crate) fn spawn(test: &str, env: &[(&str, String)]) -> Peer {
+        use std::process::Stdio;
+        let (here, there) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let exe = std::env::current_exe().expect("test binary path");
+        let child = Command::new(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, test)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(there)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn child test process");
+        Peer {
+            child: Some(child),
+            socket: Some(here),
+            test: test.to_owned(),
+        }
+    }
+
+    /// This end of the socket.
+    pub(crate) fn socket(&self) -> &std::os::unix::net::UnixStream {
+        self.socket.as_ref().expect("socket still open")
+    }
+
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child not reaped").id()
+    }
+
+    /// Closes this end of the socket: the child reads end of stream.
+    pub(crate) fn close_socket(&mut self) {
+        self.socket = None;
+    }
+
+    /// Sends SIGKILL to the child (it is reaped by `finish` or on drop).
+    pub(crate) fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+    }
+
+    /// Waits for the child's [`ack`]; if the child dies instead, fails with its output.
+    pub(crate) fn wait_ack(&mut self) {
+        use std::io::Read;
+        let mut byte = [0u8; 1];
+        if self.socket().read_exact(&mut byte).is_ok() && &byte == b"k" {
+            return;
+        }
+        let test = self.test.clone();
+        let out = self.finish_now();
+        panic!(
+            "child `{test}` stopped before acknowledging ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn finish_now(&mut self) -> Output {
+        self.socket = None;
+        let child = self.child.take().expect("child not reaped");
+        child.wait_with_output().expect("wait for child")
+    }
+
+    /// Closes the socket, waits for the child to exit and returns its output.
+    pub(crate) fn finish(mut self) -> Output {
+        self.finish_now()
+    }
+
+    /// Waits for the child and fails with its output unless its one test passed.
+    pub(crate) fn assert_passes(self) {
+        let test = self.test.clone();
+        let out = self.finish();
+        assert_passed(&test, &out);
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Fails with the child's output unless it exited successfully having run one test.
+pub(crate) fn assert_passed(test: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "child `{test}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The harness prints this line only if the filter matched and the test ran.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child `{test}` did not run exactly one test"
+    );
+}
+
+/// In a child started by [`Peer::spawn`]: the socket to the parent (its standard input).
+#[cfg(target_os = "linux")]
+pub(crate) fn parent_socket() -> std::os::unix::net::UnixStream {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("dup stdin");
+    std::os::unix::net::UnixStream::from(fd)
+}
+
+/// Sends one byte: "done, go on".
+pub(crate) fn ack(socket: &std::os::unix::net::UnixStream) {
+    use std::io::Write;
+    (&*socket).write_all(b"k").expect("send ack");
+}
+
+/// Waits for one byte sent by [`ack`].
+pub(crate) fn wait_ack(socket: &std::os::unix::net::UnixStream) {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    (&*socket).read_exact(&mut byte).expect("receive ack");
+    assert_eq!(&byte, b"k");
+}
+
+/// Sends `bytes` with `fds` attached (`SCM_RIGHTS`, none if empty) in one `sendmsg`: how the
+/// tests forge messages that are not shares.
+#[cfg(target_os = "linux")]
+pub(crate) fn send_raw(
+    socket: &std::os::unix::net::UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; the control buffer is aligned, large enough for up
+    // to 16 descriptors (checked), and alive for the sendmsg call, which only reads it.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let payload = std::mem::size_of_val(fds) as u32;
+            let space = libc::CMSG_SPACE(payload) as usize;
+            assert!(space <= std::mem::size_of_val(&control));
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                fds.len(),
+            );
+        }
+        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    assert!(sent >= 0, "sendmsg: {}", std::io::Error::last_os_error());
+    sent as usize
+}
+
+/// The `errno` of the last failed call.
+pub(crate) fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

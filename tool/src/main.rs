@@ -6,6 +6,7 @@ mod block;
 mod cuda;
 mod machine;
 mod report;
+mod share;
 
 use std::process::ExitCode;
 
@@ -21,13 +22,21 @@ struct Args {
     /// Size of the Block to open, write and verify, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     block_mib: usize,
+    /// Size of the Block shared with a second process, in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    share_mib: usize,
 }
 
 fn main() -> ExitCode {
+    // The share section re-executes this tool as its peer process.
+    if share::is_peer() {
+        return share::peer();
+    }
     let args = Args::parse();
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    share::exercise(&mut report, args.share_mib.saturating_mul(1 << 20));
     #[cfg(feature = "cuda")]
     cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     if args.json {

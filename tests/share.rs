@@ -1,0 +1,895 @@
+//! Sharing a Block between processes: the round trip in one process, then every fault in a
+//! real child process (this test binary re-executed, holding a socket to the parent as its
+//! standard input): resizing peers, read-only peers that try to write, a peer that dies, an
+//! owner that leaves, garbage on the socket, and a peer running as another user.
+
+#![cfg(all(target_os = "linux", not(miri)))]
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+
+use common::{Peer, ack, errno, is_child, parent_socket, wait_ack};
+use unimem::{Access, Block, MemError, Pin, ReadOnlyBlock, Share, page_size};
+
+const MIB: usize = 1 << 20;
+
+/// A word that differs at every index, so a misplaced page is caught.
+fn pattern(i: usize, salt: u64) -> u64 {
+    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
+}
+
+fn fill(block: &mut Block, salt: u64) {
+    for (i, w) in block.as_slice_mut::<u64>().iter_mut().enumerate() {
+        *w = pattern(i, salt);
+    }
+}
+
+fn holds(words: &[u64], salt: u64) -> bool {
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, &w)| w == pattern(i, salt))
+}
+
+fn owner(size: usize, salt: u64) -> Block {
+    owner_named("unimem-share-test", size, salt)
+}
+
+fn owner_named(name: &str, size: usize, salt: u64) -> Block {
+    let mut block = Block::builder(size).name(name).open().unwrap();
+    fill(&mut block, salt);
+    block
+}
+
+/// Sends `share` over a fresh socket pair and receives it again.
+fn through_socket(share: &Share) -> Share {
+    let (here, there) = UnixStream::pair().unwrap();
+    share.send(&here).unwrap();
+    Share::recv(&there).unwrap()
+}
+
+fn file_size(fd: BorrowedFd<'_>) -> i64 {
+    // SAFETY: fstat writes one stat into a live local; `fd` is open for the borrow.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::fstat(fd.as_raw_fd(), &mut stat), 0);
+        stat.st_size
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// In one process
+
+#[test]
+fn read_write_round_trip() {
+    let mut block = owner(4 * page_size(), 1);
+    let share = block.share(Access::ReadWrite).unwrap();
+    assert_eq!(share.size(), block.size());
+    assert_eq!(share.access(), Access::ReadWrite);
+    assert_eq!(share.source_id(), block.id());
+
+    let mut peer = Block::import(through_socket(&share), Pin::Required).unwrap();
+    assert_ne!(peer.id(), block.id());
+    assert_ne!(peer.address(), block.address());
+    assert_eq!(peer.size(), block.size());
+    assert_eq!(peer.access(), Access::ReadWrite);
+    assert_eq!(peer.name(), "unimem-share-test");
+    assert!(peer.is_pinned());
+    assert!(holds(peer.as_slice(), 1));
+
+    fill(&mut peer, 2);
+    assert!(
+        holds(block.as_slice(), 2),
+        "peer's writes not seen by the owner"
+    );
+    block.as_bytes_mut()[5] = 0xAB;
+    assert_eq!(peer.as_bytes()[5], 0xAB);
+    // A read-write import can share on, read-write.
+    let again = Block::import(peer.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
+    assert_eq!(again.as_bytes()[5], 0xAB);
+}
+
+#[test]
+fn read_only_round_trip() {
+    let block = owner(2 * page_size(), 3);
+    let peer = Block::import_read_only(
+        through_socket(&block.share(Access::ReadOnly).unwrap()),
+        Pin::Required,
+    )
+    .unwrap();
+    assert_eq!(peer.access(), Access::ReadOnly);
+    assert_eq!(block.access(), Access::ReadWrite);
+    assert!(
+        peer.is_pinned(),
+        "mlock of a PROT_READ shared mapping works"
+    );
+    assert!(holds(peer.as_slice(), 3));
+    assert_eq!(peer.as_bytes().len(), block.size());
+    assert_eq!(peer.as_f32().len(), block.size() / 4);
+    assert_eq!(peer.as_u16().len(), block.size() / 2);
+    assert_eq!(
+        peer.read::<u64>(8, 2).unwrap(),
+        &[pattern(1, 3), pattern(2, 3)]
+    );
+    assert!(format!("{peer:?}").contains("ReadOnly"));
+}
+
+#[test]
+fn owner_mapping_stays_writable_after_sharing_read_only() {
+    let mut block = owner(page_size(), 4);
+    let peer =
+        Block::import_read_only(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
+    block.as_slice_mut::<u64>()[0] = 77;
+    assert_eq!(peer.read::<u64>(0, 1).unwrap(), &[77]);
+}
+
+#[test]
+fn read_only_is_per_inode_and_permanent() {
+    let block = owner(page_size(), 5);
+    let id = block.id();
+    let writable = block.share(Access::ReadWrite).unwrap();
+    let _read_only = block.share(Access::ReadOnly).unwrap();
+    // Sharing read-only again is fine; read-write is refused from now on.
+    let read_only = block.share(Access::ReadOnly).unwrap();
+    assert_eq!(
+        block.share(Access::ReadWrite).unwrap_err(),
+        MemError::NotWritable { id, sealed: true }
+    );
+    // A read-write share made before the seal cannot be mapped writable any more...
+    assert_eq!(
+        Block::import(writable, Pin::BestEffort).unwrap_err(),
+        MemError::NotWritable { id, sealed: true }
+    );
+    // ...and a read-only share is refused by the read-write entry point, by name.
+    let err = Block::import(read_only, Pin::BestEffort).unwrap_err();
+    assert_eq!(
+        err,
+        MemError::ShareReadOnly {
+            source: id,
+            size: page_size()
+        }
+    );
+    assert!(err.to_string().contains("Block::import_read_only"));
+}
+
+#[test]
+fn read_only_import_cannot_share_writable() {
+    let block = owner(page_size(), 6);
+    // A read-only import of a read-write share: not sealed, but this process chose to read.
+    let peer =
+        Block::import_read_only(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
+    assert_eq!(peer.access(), Access::ReadOnly);
+    assert_eq!(
+        peer.share(Access::ReadWrite).unwrap_err(),
+        MemError::NotWritable {
+            id: peer.id(),
+            sealed: false
+        }
+    );
+    // Sharing it read-only seals the file for everyone, the owner included.
+    peer.share(Access::ReadOnly).unwrap();
+    assert!(matches!(
+        block.share(Access::ReadWrite),
+        Err(MemError::NotWritable { sealed: true, .. })
+    ));
+}
+
+#[test]
+fn read_write_peers_are_trusted_with_the_contents() {
+    // A read-write share trusts the peer with the bytes: besides writing them, it may punch
+    // holes (fallocate, MADV_REMOVE), which the resize seals do not forbid. The owner then
+    // reads zeros there, never SIGBUS, and keeps working.
+    let mut block = owner(4 * page_size(), 14);
+    let peer = Block::import(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on the import's descriptor; the pages it frees are re-faulted as
+    // zeros by both mappings, which stay valid (the size is unchanged).
+    let r = unsafe {
+        libc::fallocate(
+            peer.as_fd().as_raw_fd(),
+            punch,
+            page_size() as libc::off_t,
+            page_size() as libc::off_t,
+        )
+    };
+    assert_eq!(r, 0, "errno {}", errno());
+    let page = page_size();
+    assert!(block.as_bytes()[page..2 * page].iter().all(|&b| b == 0));
+    assert!(holds(&block.as_slice::<u64>()[..page / 8], 14));
+    fill(&mut block, 15);
+    assert!(holds(peer.as_slice(), 15));
+}
+
+#[test]
+fn share_outlives_its_block() {
+    let block = owner(3 * page_size(), 7);
+    let share = block.share(Access::ReadOnly).unwrap();
+    drop(block);
+    let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
+    assert!(holds(peer.as_slice(), 7));
+}
+
+#[test]
+fn a_share_can_be_sent_twice() {
+    let block = owner(page_size(), 8);
+    let share = block.share(Access::ReadOnly).unwrap();
+    let (here, there) = UnixStream::pair().unwrap();
+    share.send(&here).unwrap();
+    share.send(&here).unwrap();
+    let a = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
+    let b = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
+    assert!(holds(a.as_slice(), 8) && holds(b.as_slice(), 8));
+    assert_ne!(a.id(), b.id());
+}
+
+#[test]
+fn received_descriptors_close_on_exec() {
+    let block = owner(page_size(), 9);
+    let share = through_socket(&block.share(Access::ReadWrite).unwrap());
+    // SAFETY: F_GETFD on a descriptor the share keeps open.
+    let flags = unsafe { libc::fcntl(share.as_fd().as_raw_fd(), libc::F_GETFD) };
+    assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0);
+}
+
+#[test]
+fn reads_check_bounds_and_alignment() {
+    let block = owner(page_size(), 10);
+    let peer: ReadOnlyBlock =
+        Block::import_read_only(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
+    let size = page_size();
+    assert_eq!(peer.read::<u8>(size, 0).unwrap(), &[] as &[u8]);
+    assert_eq!(peer.read::<u8>(size - 1, 1).unwrap().len(), 1);
+    assert_eq!(peer.read::<u64>(0, size / 8).unwrap().len(), size / 8);
+    for (offset, len) in [(size, 1), (size - 4, 1), (usize::MAX, 1), (8, usize::MAX)] {
+        assert_eq!(
+            peer.read::<u64>(offset, len).unwrap_err(),
+            MemError::ReadOutOfBounds {
+                offset,
+                len,
+                elem: 8,
+                size
+            },
+            "offset {offset}, len {len}"
+        );
+    }
+    assert_eq!(
+        peer.read::<u32>(2, 1).unwrap_err(),
+        MemError::ReadMisaligned {
+            offset: 2,
+            align: 4
+        }
+    );
+    assert_eq!(peer.read::<[u8; 3]>(1, 2).unwrap().len(), 2);
+}
+
+#[test]
+fn closed_socket_is_share_closed() {
+    let (here, there) = UnixStream::pair().unwrap();
+    drop(here);
+    assert_eq!(Share::recv(&there).unwrap_err(), MemError::ShareClosed);
+}
+
+#[test]
+fn sending_to_a_closed_peer_is_epipe() {
+    let block = owner(page_size(), 11);
+    let share = block.share(Access::ReadWrite).unwrap();
+    let (here, there) = UnixStream::pair().unwrap();
+    drop(there);
+    assert_eq!(
+        share.send(&here).unwrap_err(),
+        MemError::Os {
+            call: "sendmsg",
+            errno: libc::EPIPE
+        }
+    );
+}
+
+#[test]
+fn read_only_import_is_locked_and_leaks_nothing() {
+    if is_child("read_only_import_is_locked_and_leaks_nothing") {
+        // 96 MiB: populated by several threads, read-only (MADV_POPULATE_READ).
+        let size = 96 * MIB;
+        let block = owner(size, 12);
+        let share = block.share(Access::ReadOnly).unwrap();
+        let locked = common::status_bytes("VmLck:");
+        let fds = common::open_fds();
+        let peer = Block::import_read_only(through_socket(&share), Pin::Required).unwrap();
+        assert!(peer.is_pinned());
+        // Locks count per mapping: the import locks the same pages once more.
+        assert_eq!(common::status_bytes("VmLck:") - locked, size as u64);
+        assert!(holds(peer.as_slice(), 12));
+        drop(peer);
+        assert_eq!(common::status_bytes("VmLck:"), locked);
+        assert_eq!(common::open_fds(), fds);
+        return;
+    }
+    common::assert_child_passes("read_only_import_is_locked_and_leaks_nothing");
+}
+
+#[test]
+fn import_pin_follows_policy() {
+    if is_child("import_pin_follows_policy") {
+        let block = owner(4 * MIB, 13);
+        common::drop_privileges(64 << 10);
+        let share = block.share(Access::ReadOnly).unwrap();
+        let fds = common::open_fds();
+        let err = Block::import_read_only(through_socket(&share), Pin::Required).unwrap_err();
+        assert!(
+            matches!(err, MemError::LockRefused { requested, errno: libc::ENOMEM, .. } if requested == 4 * MIB),
+            "{err:?}"
+        );
+        assert_eq!(common::open_fds(), fds, "descriptor leaked");
+        let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
+        assert!(!peer.is_pinned());
+        assert!(holds(peer.as_slice(), 13));
+        // The read-write path refuses the same way.
+        let writable = Block::builder(MIB).pin(Pin::BestEffort).open().unwrap();
+        let share = through_socket(&writable.share(Access::ReadWrite).unwrap());
+        let fds = common::open_fds() - 1;
+        let err = Block::import(share, Pin::Required).unwrap_err();
+        assert!(matches!(err, MemError::LockRefused { .. }), "{err:?}");
+        assert_eq!(common::open_fds(), fds, "descriptor leaked");
+        return;
+    }
+    common::assert_child_passes("import_pin_follows_policy");
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults, each with a real peer process
+
+#[test]
+fn peer_cannot_resize() {
+    if is_child("peer_cannot_resize") {
+        let socket = parent_socket();
+        let share = Share::recv(&socket).unwrap();
+        let fd = share.as_fd().as_raw_fd();
+        let size = share.size() as libc::off_t;
+        for len in [0, size / 2, size * 2] {
+            // SAFETY: ftruncate on a descriptor the share keeps open.
+            assert_eq!(unsafe { libc::ftruncate(fd, len) }, -1, "ftruncate({len})");
+            assert_eq!(errno(), libc::EPERM);
+        }
+        let block = Block::import(share, Pin::BestEffort).unwrap();
+        // SAFETY: as above, through the import's own descriptor.
+        assert_eq!(unsafe { libc::ftruncate(block.as_fd().as_raw_fd(), 0) }, -1);
+        assert_eq!(errno(), libc::EPERM);
+        assert!(holds(block.as_slice(), 20));
+        ack(&socket);
+        return;
+    }
+    let block = owner(8 * page_size(), 20);
+    let mut peer = Peer::spawn("peer_cannot_resize", &[]);
+    block
+        .share(Access::ReadWrite)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    peer.assert_passes();
+    assert_eq!(file_size(block.as_fd()), block.size() as i64);
+    assert!(holds(block.as_slice(), 20), "owner data changed");
+}
+
+#[test]
+fn read_only_peer_cannot_write() {
+    if is_child("read_only_peer_cannot_write") {
+        let socket = parent_socket();
+        let share = Share::recv(&socket).unwrap();
+        assert_eq!(share.access(), Access::ReadOnly);
+        let fd = share.as_fd().as_raw_fd();
+        let size = share.size();
+        refused_to_write(fd, size, "the received descriptor");
+
+        // Reopening the descriptor read-write through /proc succeeds (the memfd inode is
+        // mode 0777) but gets the same, sealed, inode.
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+        // SAFETY: open with a valid path; the result is owned below.
+        let reopened = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        assert!(reopened >= 0, "reopen: errno {}", errno());
+        // SAFETY: a descriptor just returned by open, owned by nobody else.
+        let reopened = unsafe { OwnedFd::from_raw_fd(reopened) };
+        refused_to_write(reopened.as_raw_fd(), size, "the reopened descriptor");
+
+        // A private writable mapping is allowed: its writes stay private to this process.
+        // SAFETY: a new private mapping of the file, unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            p.cast::<u64>().write_volatile(0xDEAD);
+            assert_eq!(libc::munmap(p, size), 0);
+        }
+
+        let block = Block::import_read_only(share, Pin::BestEffort).unwrap();
+        assert!(holds(block.as_slice(), 21));
+        // The import's own mapping cannot be made writable either.
+        // SAFETY: mprotect on the import's mapping; it is refused, so nothing changes.
+        let r = unsafe {
+            libc::mprotect(
+                block.address().cast(),
+                block.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        assert_eq!((r, errno()), (-1, libc::EACCES), "mprotect(PROT_WRITE)");
+        // The second share: the read-write entry point refuses it by name.
+        let err = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap_err();
+        assert!(matches!(err, MemError::ShareReadOnly { .. }), "{err:?}");
+        ack(&socket);
+        return;
+    }
+    let mut block = owner(4 * page_size(), 21);
+    let mut peer = Peer::spawn("read_only_peer_cannot_write", &[]);
+    let share = block.share(Access::ReadOnly).unwrap();
+    share.send(peer.socket()).unwrap();
+    share.send(peer.socket()).unwrap();
+    peer.wait_ack();
+    peer.assert_passes();
+    assert!(holds(block.as_slice(), 21), "owner data changed");
+    fill(&mut block, 22);
+    assert!(holds(block.as_slice(), 22), "owner can no longer write");
+}
+
+/// Every way of writing to a read-only shared memfd through `fd` is refused with EPERM.
+fn refused_to_write(fd: RawFd, size: usize, what: &str) {
+    // SAFETY: system calls on a descriptor the caller keeps open; each one is refused, so
+    // no mapping is created and nothing is written.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        assert_eq!(p, libc::MAP_FAILED, "{what}: writable shared mmap");
+        assert_eq!(errno(), libc::EPERM, "{what}: mmap");
+        let byte = [1u8];
+        assert_eq!(
+            libc::pwrite(fd, byte.as_ptr().cast(), 1, 0),
+            -1,
+            "{what}: pwrite"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: pwrite");
+        assert_eq!(
+            libc::write(fd, byte.as_ptr().cast(), 1),
+            -1,
+            "{what}: write"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: write");
+        assert_eq!(libc::ftruncate(fd, 0), -1, "{what}: ftruncate");
+        assert_eq!(errno(), libc::EPERM, "{what}: ftruncate");
+        // Punching a hole would free the owner's pages; the write seal forbids it too.
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        assert_eq!(
+            libc::fallocate(fd, punch, 0, size as libc::off_t),
+            -1,
+            "{what}: punch"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
+    }
+}
+
+#[test]
+fn read_only_peer_writing_dies_alone() {
+    if is_child("read_only_peer_writing_dies_alone") {
+        let socket = parent_socket();
+        let block =
+            Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        assert!(holds(block.as_slice(), 23));
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit on this child's own core size, so its death leaves no core file.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) }, 0);
+        ack(&socket);
+        // SAFETY: deliberately not: the mapping is PROT_READ, and this write is the fault
+        // under test. The process dies of SIGSEGV before anything observes a write.
+        unsafe { block.address().write_volatile(0xFF) };
+        unreachable!("a write through a read-only mapping went through");
+    }
+    let mut block = owner(4 * page_size(), 23);
+    let mut peer = Peer::spawn("read_only_peer_writing_dies_alone", &[]);
+    block
+        .share(Access::ReadOnly)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    let out = peer.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "expected death by SIGSEGV, got {} with stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(holds(block.as_slice(), 23), "owner data changed");
+    fill(&mut block, 24);
+    assert!(holds(block.as_slice(), 24));
+}
+
+#[test]
+fn killed_peer_loses_nothing() {
+    if is_child("killed_peer_loses_nothing") {
+        let socket = parent_socket();
+        let mut block = Block::import(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
+        let words = block.as_slice_mut::<u64>();
+        let half = words.len() / 2;
+        for (i, w) in words[half..].iter_mut().enumerate() {
+            *w = pattern(half + i, 26);
+        }
+        ack(&socket);
+        // Keep writing the same values until killed.
+        loop {
+            for (i, w) in block.as_slice_mut::<u64>()[half..].iter_mut().enumerate() {
+                // SAFETY: a volatile store through a valid `&mut u64`, so the loop is not
+                // optimised away.
+                unsafe { std::ptr::write_volatile(w, pattern(half + i, 26)) };
+            }
+        }
+    }
+    let block = owner(16 * page_size(), 25);
+    let mut peer = Peer::spawn("killed_peer_loses_nothing", &[]);
+    block
+        .share(Access::ReadWrite)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    peer.kill();
+    let out = peer.finish();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", out.status);
+
+    let words = block.as_slice::<u64>();
+    let half = words.len() / 2;
+    assert!(holds(&words[..half], 25), "owner's half changed");
+    assert!(
+        words[half..]
+            .iter()
+            .enumerate()
+            .all(|(i, &w)| w == pattern(half + i, 26)),
+        "the peer's completed writes were lost"
+    );
+    let mut block = block;
+    fill(&mut block, 27);
+    assert!(holds(block.as_slice(), 27));
+    assert!(block.is_pinned());
+}
+
+#[test]
+fn owner_leaving_keeps_peer_mapping_valid() {
+    if is_child("owner_leaving_keeps_peer_mapping_valid") {
+        let socket = parent_socket();
+        let mut block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        ack(&socket);
+        // The owner drops its Block and its share, then says so.
+        wait_ack(&socket);
+        assert!(holds(block.as_slice(), 28), "data lost when the owner left");
+        fill(&mut block, 29);
+        assert!(holds(block.as_slice(), 29));
+        assert!(common::memfd_mapped("unimem-owner-leaves"));
+        ack(&socket);
+        return;
+    }
+    let block = owner_named("unimem-owner-leaves", 32 * page_size(), 28);
+    let mut peer = Peer::spawn("owner_leaving_keeps_peer_mapping_valid", &[]);
+    let share = block.share(Access::ReadWrite).unwrap();
+    share.send(peer.socket()).unwrap();
+    peer.wait_ack();
+    drop(share);
+    drop(block);
+    assert!(!common::memfd_mapped("unimem-owner-leaves"));
+    ack(peer.socket());
+    peer.wait_ack();
+    peer.assert_passes();
+}
+
+// ---------------------------------------------------------------------------------------
+// Garbage on the socket
+
+/// A header as the spec lays it out (`specs/share.md`).
+fn header(version: u16, access: u8, size: u64) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[..8].copy_from_slice(b"UNIMEMSH");
+    h[8..10].copy_from_slice(&version.to_le_bytes());
+    h[10] = access;
+    h[12..16].copy_from_slice(&99u32.to_le_bytes());
+    h[16..24].copy_from_slice(&size.to_le_bytes());
+    h
+}
+
+/// A memfd of `len` bytes with the given seals (`None`: created without sealing allowed).
+fn memfd(len: usize, seals: Option<libc::c_int>) -> OwnedFd {
+    let flags = if seals.is_some() {
+        libc::MFD_ALLOW_SEALING
+    } else {
+        0
+    };
+    // SAFETY: memfd_create with a literal name; ftruncate and fcntl on the new descriptor,
+    // owned below.
+    unsafe {
+        let fd = libc::memfd_create(c"garbage".as_ptr(), libc::MFD_CLOEXEC | flags);
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
+        if let Some(seals) = seals.filter(|&s| s != 0) {
+            assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals), 0);
+        }
+        fd
+    }
+}
+
+/// Both ends of a new pipe.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into a live local array; each is owned below once.
+    unsafe {
+        assert_eq!(libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1]))
+    }
+}
+
+const RESIZE: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+
+/// A check of the error one garbage message must produce.
+type Check = Box<dyn Fn(MemError) -> bool>;
+
+/// What the child expects from each message, in order.
+fn expected() -> Vec<(&'static str, Check)> {
+    vec![
+        (
+            "no descriptor",
+            Box::new(|e| {
+                e == MemError::ShareFds {
+                    received: 0,
+                    truncated: false,
+                }
+            }),
+        ),
+        (
+            "two descriptors",
+            Box::new(|e| {
+                e == MemError::ShareFds {
+                    received: 2,
+                    truncated: false,
+                }
+            }),
+        ),
+        (
+            "six descriptors",
+            // The receiver makes room for four; the kernel closes the other two.
+            Box::new(|e| {
+                e == MemError::ShareFds {
+                    received: 4,
+                    truncated: true,
+                }
+            }),
+        ),
+        (
+            "short header",
+            Box::new(|e| {
+                e == MemError::ShareHeader {
+                    len: 10,
+                    reason: "wrong length",
+                }
+            }),
+        ),
+        (
+            "wrong magic",
+            Box::new(|e| {
+                e == MemError::ShareHeader {
+                    len: 24,
+                    reason: "wrong magic",
+                }
+            }),
+        ),
+        (
+            "wrong version",
+            Box::new(|e| {
+                e == MemError::ShareVersion {
+                    found: 9,
+                    expected: 1,
+                }
+            }),
+        ),
+        (
+            "bad access byte",
+            Box::new(|e| {
+                matches!(
+                    e,
+                    MemError::ShareHeader {
+                        reason: "access byte is neither 0 nor 1",
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "a pipe",
+            Box::new(
+                |e| matches!(e, MemError::ShareNotMemfd { mode } if mode & libc::S_IFMT == libc::S_IFIFO),
+            ),
+        ),
+        (
+            "a regular file that cannot be sealed",
+            Box::new(
+                |e| matches!(e, MemError::ShareNotMemfd { mode } if mode & libc::S_IFMT == libc::S_IFREG),
+            ),
+        ),
+        (
+            "an unsealed memfd",
+            Box::new(|e| {
+                e == MemError::ShareUnsealed {
+                    seals: 0,
+                    missing: RESIZE as u32,
+                }
+            }),
+        ),
+        (
+            "a memfd that cannot be sealed",
+            Box::new(|e| {
+                e == MemError::ShareUnsealed {
+                    seals: libc::F_SEAL_SEAL as u32,
+                    missing: RESIZE as u32,
+                }
+            }),
+        ),
+        (
+            "a read-only header on a memfd without the write seal",
+            Box::new(|e| {
+                e == MemError::ShareUnsealed {
+                    seals: RESIZE as u32,
+                    missing: libc::F_SEAL_FUTURE_WRITE as u32,
+                }
+            }),
+        ),
+        (
+            "wrong size",
+            Box::new(
+                |e| matches!(e, MemError::ShareSize { expected, found } if expected == 2 * page_size() && found == page_size() as u64),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn garbage_is_refused_and_closed() {
+    if is_child("garbage_is_refused_and_closed") {
+        let socket = parent_socket();
+        for (what, check) in expected() {
+            let fds = common::open_fds();
+            let err = match Share::recv(&socket) {
+                Ok(share) => Block::import_read_only(share, Pin::BestEffort).unwrap_err(),
+                Err(err) => err,
+            };
+            assert!(check(err.clone()), "{what}: got {err:?}");
+            assert!(!err.to_string().is_empty());
+            assert_eq!(
+                common::open_fds(),
+                fds,
+                "{what}: a received descriptor leaked"
+            );
+            ack(&socket);
+        }
+        // After all that garbage, in lockstep, a real share still goes through.
+        let block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        assert!(holds(block.as_slice(), 30));
+        drop(block);
+        ack(&socket);
+        assert_eq!(Share::recv(&socket).unwrap_err(), MemError::ShareClosed);
+        return;
+    }
+    let page = page_size();
+    let rw = header(1, 0, page as u64);
+    let ro = header(1, 1, page as u64);
+    let sealed = memfd(page, Some(RESIZE));
+    let (pipe_read, pipe_write) = pipe();
+    let status = std::fs::File::open("/proc/self/status").unwrap();
+    let unsealed = memfd(page, Some(0));
+    let unsealable = memfd(page, None);
+    let six: Vec<OwnedFd> = (0..6).map(|_| memfd(page, Some(RESIZE))).collect();
+    let six: Vec<RawFd> = six.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut wrong_magic = rw;
+    wrong_magic[0] = b'X';
+    let messages: Vec<(Vec<u8>, Vec<RawFd>)> = vec![
+        (rw.to_vec(), vec![]),
+        (rw.to_vec(), vec![sealed.as_raw_fd(), sealed.as_raw_fd()]),
+        (rw.to_vec(), six),
+        (rw[..10].to_vec(), vec![sealed.as_raw_fd()]),
+        (wrong_magic.to_vec(), vec![sealed.as_raw_fd()]),
+        (header(9, 0, page as u64).to_vec(), vec![sealed.as_raw_fd()]),
+        (header(1, 5, page as u64).to_vec(), vec![sealed.as_raw_fd()]),
+        (rw.to_vec(), vec![pipe_read.as_raw_fd()]),
+        (rw.to_vec(), vec![status.as_raw_fd()]),
+        (rw.to_vec(), vec![unsealed.as_raw_fd()]),
+        (rw.to_vec(), vec![unsealable.as_raw_fd()]),
+        (ro.to_vec(), vec![sealed.as_raw_fd()]),
+        (
+            header(1, 0, 2 * page as u64).to_vec(),
+            vec![sealed.as_raw_fd()],
+        ),
+    ];
+    assert_eq!(messages.len(), expected().len());
+    let mut peer = Peer::spawn("garbage_is_refused_and_closed", &[]);
+    for (bytes, fds) in &messages {
+        assert_eq!(common::send_raw(peer.socket(), bytes, fds), bytes.len());
+        peer.wait_ack();
+    }
+    drop(pipe_write);
+    let block = owner(page, 30);
+    block
+        .share(Access::ReadWrite)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    peer.close_socket();
+    peer.assert_passes();
+}
+
+// ---------------------------------------------------------------------------------------
+// Another user
+
+#[test]
+fn another_user_imports_what_it_is_sent_and_nothing_else() {
+    if is_child("another_user_imports_what_it_is_sent_and_nothing_else") {
+        let socket = parent_socket();
+        let was_root = std::env::var("UNIMEM_OWNER_ROOT").is_ok_and(|v| v == "1");
+        // 1 MiB of lockable memory as uid 65534: enough to pin the 256 KiB import.
+        common::drop_privileges(MIB as u64);
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if was_root {
+            assert_eq!(uid, 65534);
+        }
+        let block = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
+        assert!(block.is_pinned());
+        assert!(holds(block.as_slice(), 31));
+        // Nothing else: the owner's descriptors are out of reach.
+        let owner = std::env::var("UNIMEM_OWNER_FD").unwrap();
+        let opened = std::fs::File::open(&owner);
+        if was_root {
+            let err = opened.expect_err("another user opened the owner's memfd through /proc");
+            assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{owner}: {err}");
+        }
+        ack(&socket);
+        return;
+    }
+    let block = owner(256 << 10, 31);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let env = [
+        (
+            "UNIMEM_OWNER_FD",
+            format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                block.as_fd().as_raw_fd()
+            ),
+        ),
+        ("UNIMEM_OWNER_ROOT", if root { "1" } else { "0" }.to_owned()),
+    ];
+    let mut peer = Peer::spawn(
+        "another_user_imports_what_it_is_sent_and_nothing_else",
+        &env,
+    );
+    block
+        .share(Access::ReadOnly)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    peer.assert_passes();
+}

@@ -1,0 +1,384 @@
+//! Share: hand a Block to a real second process and back.
+//!
+//! The tool re-executes itself as the peer (`UNIMEM_TOOL_SHARE_PEER=1`, with the other end of
+//! a Unix socket as the peer's standard input). The owner fills a Block and sends it
+//! read-write; the peer imports it, checks every word, overwrites it, and the owner checks
+//! that it sees the peer's words. Then the owner shares it read-only; the peer imports it
+//! `PROT_READ`, checks it by offsets, and checks that the read-write import and a
+//! read-write re-share are refused. The owner's own mapping must stay writable throughout.
+//! The peer reports each step as a `key value` line on its standard output. Both sides pin
+//! where the limits allow (`Pin::BestEffort`) and report whether they did.
+
+use crate::report::{Report, Section};
+
+/// Set in the environment of the peer process.
+const PEER_ENV: &str = "UNIMEM_TOOL_SHARE_PEER";
+
+/// Whether this process is the peer started by [`exercise`].
+pub(crate) fn is_peer() -> bool {
+    std::env::var_os(PEER_ENV).is_some()
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{exercise, peer};
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn exercise(report: &mut Report, _size: usize) {
+    use crate::report::Status;
+    let mut s = Section::new("Share");
+    s.text("cross-process sharing", "Linux only in this version");
+    report.add(s);
+    report.verdict(
+        "share",
+        Status::Refused,
+        "sharing a Block with another process is Linux only in this version",
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn peer() -> std::process::ExitCode {
+    eprintln!("{PEER_ENV} is set, but sharing is Linux only");
+    std::process::ExitCode::FAILURE
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, ExitCode, Stdio};
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+    use unimem::{Access, Block, MemError, Pin, Share};
+
+    use super::{PEER_ENV, Report, Section};
+    use crate::report::{Status, fmt_bytes, fmt_time};
+
+    const OWNER_SALT: u64 = 0x0A0A;
+    const PEER_SALT: u64 = 0x0B0B;
+    const LATER_SALT: u64 = 0x0C0C;
+
+    /// A word that differs at every index, so a misplaced page is caught.
+    fn pattern(i: usize, salt: u64) -> u64 {
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
+    }
+
+    fn fill(words: &mut [u64], salt: u64) {
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = pattern(i, salt);
+        }
+    }
+
+    fn wrong(words: &[u64], salt: u64) -> usize {
+        words
+            .iter()
+            .enumerate()
+            .filter(|&(i, &w)| w != pattern(i, salt))
+            .count()
+    }
+
+    /// The owner's side: open, share, spawn the peer, verify, report.
+    pub(crate) fn exercise(report: &mut Report, size: usize) {
+        let mut s = Section::new("Share");
+        match owner(&mut s, size) {
+            Ok(outcome) => {
+                report.add(s);
+                report.verdict("share", outcome.status, outcome.detail);
+            }
+            Err((status, detail)) => {
+                s.text("stopped", detail.clone());
+                report.add(s);
+                report.verdict("share", status, detail);
+            }
+        }
+    }
+
+    struct Outcome {
+        status: Status,
+        detail: String,
+    }
+
+    type Stop = (Status, String);
+
+    fn stop(what: &str, err: MemError) -> Stop {
+        (Status::Refused, format!("{what}: {err}"))
+    }
+
+    fn owner(s: &mut Section, size: usize) -> Result<Outcome, Stop> {
+        let mut block = match Block::builder(size).name("unimem-share").open() {
+            Ok(block) => block,
+            Err(MemError::LockRefused { .. }) => Block::builder(size)
+                .name("unimem-share")
+                .pin(Pin::BestEffort)
+                .open()
+                .map_err(|e| stop("open", e))?,
+            Err(err) => return Err(stop("open", err)),
+        };
+        let bytes = block.size() as u64;
+        let owner_pinned = block.is_pinned();
+        s.text(
+            "owner block",
+            format!(
+                "{}, id {}, {}",
+                fmt_bytes(bytes),
+                block.id(),
+                if block.is_pinned() {
+                    "pinned"
+                } else {
+                    "not pinned"
+                }
+            ),
+        );
+        fill(block.as_slice_mut(), OWNER_SALT);
+
+        let (socket, there) =
+            UnixStream::pair().map_err(|e| (Status::Refused, format!("socketpair: {e}")))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| (Status::Refused, format!("own executable: {e}")))?;
+        let child = Command::new(exe)
+            .env(PEER_ENV, "1")
+            .stdin(Stdio::from(OwnedFd::from(there)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| (Status::Refused, format!("start the peer process: {e}")))?;
+        s.row("peer process", child.id().to_string(), json!(child.id()));
+        let mut child = Reaped(Some(child));
+
+        // 1. Read-write: the peer checks the owner's words and writes its own.
+        let start = Instant::now();
+        let share = block
+            .share(Access::ReadWrite)
+            .map_err(|e| stop("share read-write", e))?;
+        share
+            .send(&socket)
+            .map_err(|e| stop("send read-write", e))?;
+        s.time("share + send (read-write)", start.elapsed());
+        drop(share);
+        let first = wait(&socket);
+        let seen = wrong(block.as_slice(), PEER_SALT);
+
+        // 2. Read-only, twice: once to import, once to be refused by `Block::import`.
+        let second = if first {
+            let start = Instant::now();
+            let share = block
+                .share(Access::ReadOnly)
+                .map_err(|e| stop("share read-only", e))?;
+            let sent = share.send(&socket).and_then(|()| share.send(&socket));
+            sent.map_err(|e| stop("send read-only", e))?;
+            s.time("seal + share + send (read-only)", start.elapsed());
+            wait(&socket)
+        } else {
+            false
+        };
+        drop(socket);
+        let out = child.finish();
+
+        // The owner's mapping stays writable after sharing read-only.
+        fill(block.as_slice_mut(), LATER_SALT);
+        let owner_writes = wrong(block.as_slice(), LATER_SALT) == 0;
+
+        let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |key: &str| {
+            lines.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(str::to_owned)
+            })
+        };
+        if let Some(error) = field("error") {
+            let status = if error.starts_with("refused") {
+                Status::Refused
+            } else {
+                Status::Failed
+            };
+            return Err((status, format!("peer: {error}")));
+        }
+        if !first || !second || !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().last().unwrap_or("no output").to_owned();
+            return Err((
+                Status::Failed,
+                format!("the peer stopped ({}): {last}", out.status),
+            ));
+        }
+        let secs = |key: &str| field(key).and_then(|v| v.parse::<f64>().ok());
+        for (key, label) in [
+            ("import_rw", "peer import (read-write)"),
+            ("import_ro", "peer import (read-only)"),
+        ] {
+            if let Some(t) = secs(key) {
+                s.time(label, Duration::from_secs_f64(t));
+            }
+        }
+        for key in ["pinned_rw", "pinned_ro", "refusals"] {
+            if let Some(v) = field(key) {
+                s.text(format!("peer {}", key.replace('_', " ")), v);
+            }
+        }
+        s.text(
+            "peer's writes seen by owner",
+            if seen == 0 {
+                "every word".to_owned()
+            } else {
+                format!("{seen} words wrong")
+            },
+        );
+        s.text(
+            "owner writable after read-only share",
+            if owner_writes { "yes" } else { "NO" },
+        );
+        let refusals = field("refusals").unwrap_or_default();
+        let size = fmt_bytes(bytes);
+        let (status, detail) = if seen != 0 || !owner_writes || refusals != "both refused" {
+            (
+                Status::Failed,
+                format!(
+                    "{size}: {seen} words of the peer's wrong; owner writable: {owner_writes}; \
+                     read-only refusals: {refusals}"
+                ),
+            )
+        } else {
+            let took = secs("import_ro").map_or(String::new(), |t| {
+                format!(
+                    ", read-only import in {}",
+                    fmt_time(Duration::from_secs_f64(t))
+                )
+            });
+            let pinned = owner_pinned
+                && field("pinned_rw").as_deref() == Some("true")
+                && field("pinned_ro").as_deref() == Some("true");
+            let how = if pinned { "pinned" } else { "unpinned" };
+            (
+                Status::Works,
+                format!(
+                    "{size} {how} round trip with a second process: written both ways, \
+                     read-only peer refused write access{took}"
+                ),
+            )
+        };
+        Ok(Outcome { status, detail })
+    }
+
+    /// Waits for the peer's one-byte answer: `true` for success.
+    fn wait(socket: &UnixStream) -> bool {
+        let mut byte = [0u8; 1];
+        matches!((&*socket).read_exact(&mut byte), Ok(()) if &byte == b"k")
+    }
+
+    /// The peer process, killed and reaped if the owner stops early.
+    struct Reaped(Option<std::process::Child>);
+
+    impl Reaped {
+        fn finish(&mut self) -> std::process::Output {
+            let child = self.0.take().expect("finished once");
+            child
+                .wait_with_output()
+                .unwrap_or_else(|e| std::process::Output {
+                    status: std::process::ExitStatus::default(),
+                    stdout: Vec::new(),
+                    stderr: format!("wait for the peer: {e}").into_bytes(),
+                })
+        }
+    }
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.0.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// The peer's side, run when the tool finds `UNIMEM_TOOL_SHARE_PEER` set.
+    pub(crate) fn peer() -> ExitCode {
+        let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => UnixStream::from(fd),
+            Err(e) => {
+                println!("error refused: no socket on standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        match run_peer(&socket, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                let _ = writeln!(out, "error {error}");
+                let _ = (&socket).write_all(b"x");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn run_peer(socket: &UnixStream, out: &mut impl Write) -> Result<(), String> {
+        let mut say = |line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
+
+        // 1. Read-write. Pinned where the limits allow (`pinned_rw` says which).
+        let share = Share::recv(socket).map_err(refused("receive read-write"))?;
+        let start = Instant::now();
+        let mut block =
+            Block::import(share, Pin::BestEffort).map_err(refused("import read-write"))?;
+        say(format!("import_rw {}", start.elapsed().as_secs_f64()))?;
+        say(format!("pinned_rw {}", block.is_pinned()))?;
+        let bad = wrong(block.as_slice(), OWNER_SALT);
+        if bad != 0 {
+            return Err(format!("failed: {bad} words of the owner's read wrong"));
+        }
+        fill(block.as_slice_mut(), PEER_SALT);
+        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
+
+        // 2. Read-only.
+        let share = Share::recv(socket).map_err(refused("receive read-only"))?;
+        let start = Instant::now();
+        let ro =
+            Block::import_read_only(share, Pin::BestEffort).map_err(refused("import read-only"))?;
+        say(format!("import_ro {}", start.elapsed().as_secs_f64()))?;
+        say(format!("pinned_ro {}", ro.is_pinned()))?;
+        let n = ro.size() / 8;
+        let half = ro
+            .read::<u64>(n / 2 * 8, n - n / 2)
+            .map_err(|e| format!("failed: read by offset: {e}"))?;
+        let bad = half
+            .iter()
+            .enumerate()
+            .filter(|&(i, &w)| w != pattern(n / 2 + i, PEER_SALT))
+            .count()
+            + wrong(&ro.as_slice::<u64>()[..n / 2], PEER_SALT);
+        if bad != 0 {
+            return Err(format!(
+                "failed: {bad} words read wrong through the read-only import"
+            ));
+        }
+        let second = Share::recv(socket).map_err(refused("receive read-only again"))?;
+        let import = Block::import(second, Pin::BestEffort);
+        let reshare = ro.share(Access::ReadWrite);
+        let refusals = match (import, reshare) {
+            (Err(MemError::ShareReadOnly { .. }), Err(MemError::NotWritable { .. })) => {
+                "both refused".to_owned()
+            }
+            (import, reshare) => format!(
+                "read-write import: {}, read-write re-share: {}",
+                outcome(&import.map(|_| ())),
+                outcome(&reshare.map(|_| ()))
+            ),
+        };
+        say(format!("refusals {refusals}"))?;
+        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
+        // Wait for the owner to close its end, so both sides finish in order.
+        let _ = (&*socket).read(&mut [0u8; 1]);
+        Ok(())
+    }
+
+    fn refused(what: &'static str) -> impl Fn(MemError) -> String {
+        move |e| format!("refused: {what}: {e}")
+    }
+
+    fn outcome(r: &Result<(), MemError>) -> String {
+        match r {
+            Ok(()) => "ALLOWED".to_owned(),
+            Err(e) => format!("refused with {e:?}"),
+        }
+    }
+}
