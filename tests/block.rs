@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use common::{assert_child_passes, is_child};
 use unimem::{Block, Limits, MemError, MemoryLimit, Pin, page_size};
@@ -76,7 +76,7 @@ fn ids_are_unique_among_live_blocks() {
 #[test]
 fn seals_forbid_resizing() {
     let block = Block::open(2 * page_size()).unwrap();
-    let fd = block.as_fd().as_raw_fd();
+    let fd = block.as_raw_fd();
     // SAFETY: fcntl/ftruncate on a descriptor the Block keeps open for this scope.
     let (seals, shrink, grow, errno) = unsafe {
         let seals = libc::fcntl(fd, libc::F_GET_SEALS);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 
@@ -51,11 +51,11 @@ fn through_socket(share: &Share) -> Share {
     Share::recv(&there).unwrap()
 }
 
-fn file_size(fd: BorrowedFd<'_>) -> i64 {
+fn file_size(fd: RawFd) -> i64 {
     // SAFETY: fstat writes one stat into a live local; `fd` is open for the borrow.
     unsafe {
         let mut stat: libc::stat = std::mem::zeroed();
-        assert_eq!(libc::fstat(fd.as_raw_fd(), &mut stat), 0);
+        assert_eq!(libc::fstat(fd, &mut stat), 0);
         stat.st_size
     }
 }
@@ -189,7 +189,7 @@ fn read_write_peers_are_trusted_with_the_contents() {
     // zeros by both mappings, which stay valid (the size is unchanged).
     let r = unsafe {
         libc::fallocate(
-            peer.as_fd().as_raw_fd(),
+            peer.as_raw_fd(),
             punch,
             page_size() as libc::off_t,
             page_size() as libc::off_t,
@@ -230,7 +230,7 @@ fn received_descriptors_close_on_exec() {
     let block = owner(page_size(), 9);
     let share = through_socket(&block.share(Access::ReadWrite).unwrap());
     // SAFETY: F_GETFD on a descriptor the share keeps open.
-    let flags = unsafe { libc::fcntl(share.as_fd().as_raw_fd(), libc::F_GETFD) };
+    let flags = unsafe { libc::fcntl(share.as_raw_fd(), libc::F_GETFD) };
     assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0);
 }
 
@@ -345,7 +345,7 @@ fn peer_cannot_resize() {
     if is_child("peer_cannot_resize") {
         let socket = parent_socket();
         let share = Share::recv(&socket).unwrap();
-        let fd = share.as_fd().as_raw_fd();
+        let fd = share.as_raw_fd();
         let size = share.size() as libc::off_t;
         for len in [0, size / 2, size * 2] {
             // SAFETY: ftruncate on a descriptor the share keeps open.
@@ -354,7 +354,7 @@ fn peer_cannot_resize() {
         }
         let block = Block::import(share, Pin::BestEffort).unwrap();
         // SAFETY: as above, through the import's own descriptor.
-        assert_eq!(unsafe { libc::ftruncate(block.as_fd().as_raw_fd(), 0) }, -1);
+        assert_eq!(unsafe { libc::ftruncate(block.as_raw_fd(), 0) }, -1);
         assert_eq!(errno(), libc::EPERM);
         assert!(holds(block.as_slice(), 20));
         ack(&socket);
@@ -369,7 +369,7 @@ fn peer_cannot_resize() {
         .unwrap();
     peer.wait_ack();
     peer.assert_passes();
-    assert_eq!(file_size(block.as_fd()), block.size() as i64);
+    assert_eq!(file_size(block.as_raw_fd()), block.size() as i64);
     assert!(holds(block.as_slice(), 20), "owner data changed");
 }
 
@@ -379,7 +379,7 @@ fn read_only_peer_cannot_write() {
         let socket = parent_socket();
         let share = Share::recv(&socket).unwrap();
         assert_eq!(share.access(), Access::ReadOnly);
-        let fd = share.as_fd().as_raw_fd();
+        let fd = share.as_raw_fd();
         let size = share.size();
         refused_to_write(fd, size, "the received descriptor");
 
@@ -876,7 +876,7 @@ fn another_user_imports_what_it_is_sent_and_nothing_else() {
             format!(
                 "/proc/{}/fd/{}",
                 std::process::id(),
-                block.as_fd().as_raw_fd()
+                block.as_raw_fd()
             ),
         ),
         ("UNIMEM_OWNER_ROOT", if root { "1" } else { "0" }.to_owned()),

@@ -12,7 +12,7 @@
 //! gets a new id from this process's registry; its name is the memfd's name, read from
 //! `/proc/self/fd` (empty where `/proc` is not mounted).
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use super::{Access, Block, Extent, Pin, ReadOnlyBlock, Share, os};
 use crate::error::MemError;
@@ -123,7 +123,7 @@ fn import(share: Share, access: Access, pin: Pin) -> Result<Extent, MemError> {
 
 /// The memfd's name: `/proc/self/fd/N` links to `/memfd:NAME (deleted)`.
 fn memfd_name(share: &Share) -> String {
-    let link = format!("/proc/self/fd/{}", share.as_fd().as_raw_fd());
+    let link = format!("/proc/self/fd/{}", share.as_raw_fd());
     let Ok(target) = std::fs::read_link(link) else {
         return String::new();
     };

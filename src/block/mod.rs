@@ -231,11 +231,23 @@ impl Extent {
     }
 }
 
+/// The memfd behind the Block, sealed against shrinking and growing, as a raw descriptor.
+///
+/// Deliberately `AsRawFd`, not `AsFd`: a `BorrowedFd` would let safe code `write()` into
+/// bytes this process may be viewing as `&[u8]`. Everything done with a raw descriptor is
+/// `unsafe`, and that is where the promise not to change viewed bytes belongs. unimem's
+/// own sharing and CUDA registration use the descriptor internally.
 #[cfg(all(target_os = "linux", not(miri)))]
-impl std::os::fd::AsFd for Extent {
-    /// The memfd behind the Block, sealed against shrinking and growing, so no holder of it
-    /// can make this process's mapping fault.
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+impl std::os::fd::AsRawFd for Extent {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.map.fd().as_raw_fd()
+    }
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+impl Extent {
+    /// The memfd, for unimem's own use (sharing, registration).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.map.fd()
     }
 }

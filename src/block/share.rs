@@ -46,7 +46,7 @@
 //! memfd_create(2).
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use super::{Access, Extent};
@@ -203,7 +203,7 @@ impl Extent {
     ///   `EPERM` if a holder added `F_SEAL_SEAL`), reading the seals, or duplicating the
     ///   descriptor (`EMFILE`) fails.
     pub fn share(&self, access: Access) -> Result<Share, MemError> {
-        let fd = self.as_fd();
+        let fd = self.fd();
         let seals = ffi::get_seals(fd).map_err(os("fcntl(F_GET_SEALS)"))?;
         let write_sealed = seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) != 0;
         match access {
@@ -367,10 +367,12 @@ impl Share {
     }
 }
 
-impl AsFd for Share {
-    /// The shared memfd (a duplicate of the owner's).
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+/// The shared memfd (a duplicate of the owner's), as a raw descriptor: `AsRawFd`, not
+/// `AsFd`, for the reason given on `Extent`'s impl (a borrowed descriptor would let safe
+/// code write into bytes viewed elsewhere).
+impl AsRawFd for Share {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
