@@ -15,6 +15,8 @@ mod limits;
 mod page;
 
 pub use block::{Block, Builder, Extent, Pin};
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 pub use error::{MemError, MemoryLimit};
 pub use limits::Limits;
 pub use page::page_size;

@@ -11,6 +11,7 @@
 //! | backend | where | memory |
 //! |---|---|---|
 //! | `linux.rs` | Linux | sealed memfd, `mmap(MAP_SHARED)`, locked with `mlock` |
+//! | `apple.rs` | macOS | IOSurface, CPU-locked for its life, wired with `mlock` |
 //! | `heap.rs` | Miri, and targets with no native backend | aligned heap allocation, never pinned |
 //!
 //! The bytes are reachable only through a `Block`: shared views take `&self`, mutable views
@@ -19,10 +20,28 @@
 //! a device, but no view of bytes that the Tape may have handed out as `&mut`.
 
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
-#[cfg_attr(not(all(target_os = "linux", not(miri))), path = "heap.rs")]
+#[cfg_attr(all(target_os = "macos", not(miri)), path = "apple.rs")]
+#[cfg_attr(
+    not(any(
+        all(target_os = "linux", not(miri)),
+        all(target_os = "macos", not(miri))
+    )),
+    path = "heap.rs"
+)]
 mod os;
 
 mod id;
+#[cfg(all(target_os = "macos", not(miri)))]
+mod mach_port;
+#[cfg(all(target_os = "macos", not(miri)))]
+mod surface;
+
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use crate::ffi::apple::IOSurfaceRef;
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use mach_port::MachPort;
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use surface::SurfaceShape;
 
 use std::fmt;
 use std::ops::Deref;
@@ -138,10 +157,14 @@ pub struct Extent {
     name: Box<str>,
 }
 
-// SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd;
-// neither is tied to the creating thread, and `&Extent` exposes no access to the bytes.
+// SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd
+// (Linux) or one IOSurface reference (Apple, a CoreFoundation object, whose retain and
+// release are thread-safe); none is tied to the creating thread, and `&Extent` exposes no
+// access to the bytes.
 unsafe impl Send for Extent {}
-// SAFETY: as above; every `&self` method only reads immutable fields.
+// SAFETY: as above; every `&self` method only reads immutable fields, except the Apple
+// `mach_port`, which asks IOSurface for a new send right (an IPC call on the surface,
+// made by any thread of the task).
 unsafe impl Sync for Extent {}
 
 impl Extent {
@@ -150,12 +173,14 @@ impl Extent {
         self.map.base().as_ptr()
     }
 
-    /// Size in bytes: the requested size rounded up to whole pages.
+    /// Size in bytes: the requested size rounded up to whole pages (on Apple, the
+    /// IOSurface's allocation size, which may be larger still; always whole pages).
     pub fn size(&self) -> usize {
         self.map.len()
     }
 
-    /// A nonzero id, unique among the live Blocks of this process.
+    /// A nonzero id, unique among the live Blocks of this process (on Apple, the
+    /// `IOSurfaceID`, the same in every process that holds the surface).
     pub fn id(&self) -> u32 {
         self.map.id()
     }
@@ -170,7 +195,8 @@ impl Extent {
         &self.name
     }
 
-    /// The backend behind the Block: `"linux memfd"` or `"portable heap"`.
+    /// The backend behind the Block: `"linux memfd"`, `"apple iosurface"` or
+    /// `"portable heap"`.
     pub fn backend(&self) -> &'static str {
         os::Mapping::BACKEND
     }

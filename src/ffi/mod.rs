@@ -12,3 +12,6 @@ pub(crate) use os::{errno_name, page_size};
 
 #[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) mod linux;
+
+#[cfg(all(target_os = "macos", not(miri)))]
+pub(crate) mod apple;

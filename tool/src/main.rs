@@ -4,6 +4,8 @@
 mod block;
 mod machine;
 mod report;
+#[cfg(target_os = "macos")]
+mod surface;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    #[cfg(target_os = "macos")]
+    surface::exercise(&mut report);
     if args.json {
         println!("{:#}", report.to_json());
     } else {
