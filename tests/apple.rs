@@ -88,10 +88,8 @@ fn alloc_size_covers_the_request_in_whole_pages() {
         assert_eq!(block.size() % page, 0, "asked {asked}");
         // size() is IOSurfaceGetAllocSize.
         // SAFETY: the handle is live while `block` is.
-        assert_eq!(
-            unsafe { IOSurfaceGetAllocSize(block.handle()) },
-            block.size()
-        );
+        let alloc = unsafe { IOSurfaceGetAllocSize(block.handle()) };
+        assert_eq!(alloc, block.size());
     }
     assert_eq!(Block::open(0).unwrap_err(), MemError::ZeroSize);
     assert!(matches!(
