@@ -220,7 +220,7 @@ fn mach_port_round_trip_within_the_process() {
 
 #[test]
 fn a_port_that_names_no_surface_is_refused() {
-    // SAFETY: MACH_PORT_NULL: deallocating it on drop is harmless.
+    // SAFETY: MACH_PORT_NULL names no right; a MachPort of it gives nothing back on drop.
     let port = unsafe { MachPort::from_raw(0) };
     assert_eq!(
         Block::from_mach_port(&port, Pin::BestEffort).unwrap_err(),

@@ -327,6 +327,10 @@ impl Request {
             .and_then(|row| row.checked_next_multiple_of(ROW_ALIGN))
             .filter(|&row| row <= isize::MAX as usize)
             .ok_or(bad("one row of fp16 overflows"))?;
+        // Settled before asking IOSurface anything: its alignment only makes rows longer.
+        row.checked_mul(height)
+            .filter(|&total| total <= isize::MAX as usize)
+            .ok_or(bad("the rows overflow isize::MAX bytes"))?;
         let bytes_per_row = Key::BytesPerRow.align(row);
         if bytes_per_row < row || bytes_per_row % ROW_ALIGN != 0 {
             return Err(MemError::SurfaceRowPitch {

@@ -70,7 +70,11 @@ impl MachPort {
 
 impl Drop for MachPort {
     fn drop(&mut self) {
-        // A failure (a name that is not ours) cannot be reported from drop and harms nothing.
+        // MACH_PORT_NULL and MACH_PORT_DEAD name no right: nothing to give back.
+        if self.name == ffi::MACH_PORT_NULL || self.name == ffi::MACH_PORT_DEAD {
+            return;
+        }
+        // A failure (a name that is not ours) cannot be reported from drop.
         let _ = ffi::deallocate_port(self.name);
     }
 }

@@ -395,8 +395,9 @@ fn task_self() -> mach_port_t {
 }
 
 /// `mach_port_deallocate(mach_task_self(), port)`: releases one user reference of a send
-/// right. Deallocating a name this task does not hold fails with `KERN_INVALID_NAME` or
-/// `KERN_INVALID_RIGHT`; it never touches memory.
+/// right. It never touches this process's memory; a name this task does not hold is an
+/// error (`KERN_INVALID_NAME`, `KERN_INVALID_RIGHT`) or, where the task's port-guard policy
+/// is strict, a guard exception, so callers pass only names they own.
 pub(crate) fn deallocate_port(port: mach_port_t) -> Result<(), kern_return_t> {
     // SAFETY: a Mach call with two integer arguments and no memory access on our side.
     match unsafe { mach_port_deallocate(task_self(), port) } {
@@ -510,7 +511,6 @@ mod tests {
     #[test]
     fn the_task_port_is_a_port() {
         assert_ne!(task_self(), MACH_PORT_NULL);
-        // Deallocating a name we do not hold is an error, not a crash.
-        assert!(deallocate_port(MACH_PORT_DEAD - 1).is_err());
+        assert_ne!(task_self(), MACH_PORT_DEAD);
     }
 }
