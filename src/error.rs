@@ -223,6 +223,95 @@ pub enum MemError {
         /// Alignment the element type needs.
         align: usize,
     },
+    /// macOS refused to wire (pin) an IOSurface's pages with `mlock` under
+    /// [`Pin::Required`](crate::Pin::Required).
+    WireRefused {
+        /// Bytes asked to wire (the surface's allocation size).
+        requested: usize,
+        /// The `errno` of `mlock` (`EAGAIN` over a wired-memory limit, `ENOMEM` for a range
+        /// that is not mapped, per mlock(2) on macOS).
+        errno: i32,
+        /// The soft `RLIMIT_MEMLOCK` in bytes at the time, or `None` when unlimited.
+        limit: Option<u64>,
+    },
+    /// `IOSurfaceCreate` returned NULL: IOSurface refused the properties.
+    SurfaceRefused {
+        /// The allocation size asked for (`kIOSurfaceAllocSize`), in bytes.
+        requested: usize,
+        /// `kIOSurfaceWidth` asked for (bytes for a flat Block, elements for a 2-D one).
+        width: usize,
+        /// `kIOSurfaceHeight` asked for.
+        height: usize,
+        /// `kIOSurfaceBytesPerRow` asked for.
+        bytes_per_row: usize,
+        /// `IOSurfaceGetPropertyMaximum(kIOSurfaceWidth)`; 0 means no predefined limit.
+        max_width: usize,
+        /// `IOSurfaceGetPropertyMaximum(kIOSurfaceAllocSize)`; 0 means no predefined limit.
+        max_alloc: usize,
+    },
+    /// The surface IOSurface made is smaller than the size asked for.
+    SurfaceTooSmall {
+        /// Bytes asked for (1 for a surface looked up from a mach port).
+        requested: usize,
+        /// `IOSurfaceGetAllocSize`.
+        actual: usize,
+    },
+    /// The surface's allocation size is not a whole number of pages (or exceeds
+    /// `isize::MAX`), so it cannot be handed out as one page-granular Block.
+    SurfaceSizeUnaligned {
+        /// `IOSurfaceGetAllocSize`, in bytes.
+        size: usize,
+        /// The run-time page size.
+        page: usize,
+    },
+    /// The surface's base address is NULL or not aligned to the run-time page size.
+    SurfaceAddress {
+        /// `IOSurfaceGetBaseAddress`, as a number.
+        address: usize,
+        /// The run-time page size.
+        page: usize,
+    },
+    /// A 2-D surface came back with rows shorter than asked or not aligned as asked.
+    SurfaceRowPitch {
+        /// `IOSurfaceGetBytesPerRow`.
+        bytes_per_row: usize,
+        /// The fewest bytes a row must hold.
+        min: usize,
+        /// The alignment every row must have (64 bytes for the Neural Engine).
+        align: usize,
+    },
+    /// A 2-D surface shape that cannot be made.
+    BadSurfaceShape {
+        /// Elements per row asked for.
+        width: usize,
+        /// Rows asked for.
+        height: usize,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A Mach or IOKit call failed with a `kern_return_t` / `IOReturn` code.
+    Kern {
+        /// The call that failed, e.g. `"IOSurfaceLock"`.
+        call: &'static str,
+        /// Its `kern_return_t` (e.g. `0xE00002CC`, `kIOReturnCannotLock`).
+        code: i32,
+    },
+    /// `IOSurfaceLookupFromMachPort` found no surface behind the port.
+    SurfaceLookupFailed {
+        /// The port name given.
+        port: u32,
+    },
+    /// A live Block of this process already holds this IOSurface: a second Block over it
+    /// would alias its bytes.
+    SurfaceInUse {
+        /// The `IOSurfaceID`.
+        id: u32,
+    },
+    /// `IOSurfaceCreateMachPort` returned no port.
+    MachPortFailed {
+        /// The `IOSurfaceID` of the surface.
+        id: u32,
+    },
 }
 
 /// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.
@@ -470,6 +559,102 @@ impl fmt::Display for MemError {
                 "offset {offset} is not a multiple of {align}, the alignment of the element \
                  type: read bytes there, or align the offset"
             ),
+            MemError::WireRefused {
+                requested,
+                errno,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "cannot pin {} ({requested} bytes): mlock of the IOSurface's pages refused \
+                     with {}; macOS caps wired memory per process (RLIMIT_MEMLOCK, now ",
+                    Bytes(requested as u64),
+                    Errno(errno),
+                )?;
+                match limit {
+                    Some(limit) => write!(f, "{}", Bytes(limit))?,
+                    None => f.write_str("unlimited")?,
+                }
+                f.write_str(
+                    ") and system-wide (sysctl vm.user_wire_limit). Ask for less, raise \
+                     `ulimit -l`, or open with Pin::BestEffort to run unpinned",
+                )
+            }
+            MemError::SurfaceRefused {
+                requested,
+                width,
+                height,
+                bytes_per_row,
+                max_width,
+                max_alloc,
+            } => write!(
+                f,
+                "IOSurfaceCreate refused a surface of {} ({requested} bytes; width {width}, \
+                 height {height}, {bytes_per_row} bytes per row); IOSurface's limits here: \
+                 width {}, alloc size {}. Ask for less, or split the buffer over several Blocks",
+                Bytes(requested as u64),
+                Limit(max_width),
+                Limit(max_alloc),
+            ),
+            MemError::SurfaceTooSmall { requested, actual } => write!(
+                f,
+                "IOSurface allocated {actual} bytes where {requested} were asked: the surface \
+                 is too small to be the Block; report this with the Mac model and macOS version"
+            ),
+            MemError::SurfaceSizeUnaligned { size, page } => write!(
+                f,
+                "IOSurface allocated {size} bytes, not a whole number of {page}-byte pages (or \
+                 above isize::MAX): it cannot be a page-granular Block; report this with the \
+                 Mac model and macOS version"
+            ),
+            MemError::SurfaceAddress { address, page } => write!(
+                f,
+                "IOSurface base address {address:#x} is null or not aligned to the {page}-byte \
+                 page: it cannot be a Block (Metal needs page-aligned memory); report this with \
+                 the Mac model and macOS version"
+            ),
+            MemError::SurfaceRowPitch {
+                bytes_per_row,
+                min,
+                align,
+            } => write!(
+                f,
+                "IOSurface made rows of {bytes_per_row} bytes where at least {min} bytes, a \
+                 multiple of {align}, were asked (the Neural Engine needs {align}-byte rows); \
+                 report this with the Mac model and macOS version"
+            ),
+            MemError::BadSurfaceShape {
+                width,
+                height,
+                reason,
+            } => write!(
+                f,
+                "cannot make a {width} x {height} fp16 surface: {reason}; give a nonzero width \
+                 and height whose rows and total fit in isize::MAX bytes"
+            ),
+            MemError::Kern { call, code } => {
+                write!(f, "{call} failed with {:#010x}", code as u32)?;
+                match kern_name(code) {
+                    Some(name) => write!(f, " ({name})"),
+                    None => f.write_str(" (an unlisted kern_return_t / IOReturn)"),
+                }
+            }
+            MemError::SurfaceLookupFailed { port } => write!(
+                f,
+                "mach port {port:#x} names no IOSurface: pass a send right made by \
+                 Extent::mach_port (IOSurfaceCreateMachPort) and received intact; the surface \
+                 lives as long as such a right does"
+            ),
+            MemError::SurfaceInUse { id } => write!(
+                f,
+                "IOSurface {id} is already held by a live Block of this process; a second Block \
+                 over it would alias its bytes. Use the existing Block (or its Extent)"
+            ),
+            MemError::MachPortFailed { id } => write!(
+                f,
+                "IOSurfaceCreateMachPort returned no port for IOSurface {id}; this task may be \
+                 out of port names: look for leaked MachPort values (each one is a send right)"
+            ),
         }
     }
 }
@@ -583,6 +768,44 @@ impl fmt::Display for Bytes {
             write!(f, "{value:.1} {}", UNITS[unit])
         }
     }
+}
+
+/// A limit where 0 means "no predefined limit" (IOSurfaceGetPropertyMaximum).
+struct Limit(usize);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => f.write_str("none"),
+            n => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The name of a `kern_return_t` (mach/kern_return.h) or `IOReturn` (IOKit/IOReturn.h)
+/// that unimem may report. Plain numbers, so the table is the same on every platform.
+fn kern_name(code: i32) -> Option<&'static str> {
+    Some(match code as u32 {
+        1 => "KERN_INVALID_ADDRESS",
+        2 => "KERN_PROTECTION_FAILURE",
+        3 => "KERN_NO_SPACE",
+        4 => "KERN_INVALID_ARGUMENT",
+        5 => "KERN_FAILURE",
+        6 => "KERN_RESOURCE_SHORTAGE",
+        15 => "KERN_INVALID_NAME",
+        17 => "KERN_INVALID_RIGHT",
+        0xE000_02BC => "kIOReturnError",
+        0xE000_02BD => "kIOReturnNoMemory",
+        0xE000_02BE => "kIOReturnNoResources",
+        0xE000_02C1 => "kIOReturnNotPrivileged",
+        0xE000_02C2 => "kIOReturnBadArgument",
+        0xE000_02C7 => "kIOReturnUnsupported",
+        0xE000_02C8 => "kIOReturnVMError",
+        0xE000_02CC => "kIOReturnCannotLock: another client holds the surface's lock",
+        0xE000_02D5 => "kIOReturnBusy",
+        0xE000_02E2 => "kIOReturnNotPermitted",
+        _ => return None,
+    })
 }
 
 /// An `errno` printed as its symbolic name and the OS's description:

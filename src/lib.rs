@@ -17,6 +17,8 @@ mod limits;
 mod page;
 
 pub use block::{Access, Block, Builder, Extent, Pin};
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use block::{ReadOnlyBlock, Share};
 pub use error::{MemError, MemoryLimit};

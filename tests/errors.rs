@@ -381,3 +381,125 @@ fn read_misaligned() {
     });
     assert!(t.contains("offset 3") && t.contains("multiple of 8"));
 }
+
+#[test]
+fn wire_refused() {
+    let t = text(MemError::WireRefused {
+        requested: 64 << 20,
+        errno: libc::EAGAIN,
+        limit: None,
+    });
+    for part in [
+        "64.0 MiB",
+        "67108864",
+        "EAGAIN",
+        "unlimited",
+        "vm.user_wire_limit",
+        "Pin::BestEffort",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::WireRefused {
+        requested: 1 << 20,
+        errno: libc::ENOMEM,
+        limit: Some(64 << 10),
+    });
+    assert!(t.contains("64.0 KiB") && t.contains("ENOMEM"), "{t}");
+}
+
+#[test]
+fn surface_refused() {
+    let t = text(MemError::SurfaceRefused {
+        requested: 1 << 30,
+        width: 1 << 30,
+        height: 1,
+        bytes_per_row: 1 << 30,
+        max_width: 16384,
+        max_alloc: 0,
+    });
+    for part in [
+        "IOSurfaceCreate",
+        "1.0 GiB",
+        "1073741824",
+        "width 16384",
+        "alloc size none",
+        "split",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn surface_checks() {
+    let t = text(MemError::SurfaceTooSmall {
+        requested: 32768,
+        actual: 16384,
+    });
+    assert!(t.contains("16384") && t.contains("32768") && t.contains("report"));
+    let t = text(MemError::SurfaceSizeUnaligned {
+        size: 20000,
+        page: 16384,
+    });
+    assert!(t.contains("20000") && t.contains("16384-byte pages"), "{t}");
+    let t = text(MemError::SurfaceAddress {
+        address: 0x1234,
+        page: 16384,
+    });
+    assert!(t.contains("0x1234") && t.contains("16384"), "{t}");
+    let t = text(MemError::SurfaceRowPitch {
+        bytes_per_row: 200,
+        min: 200,
+        align: 64,
+    });
+    assert!(
+        t.contains("200 bytes") && t.contains("multiple of 64"),
+        "{t}"
+    );
+}
+
+#[test]
+fn bad_surface_shape() {
+    let t = text(MemError::BadSurfaceShape {
+        width: 0,
+        height: 3,
+        reason: "width is zero",
+    });
+    assert!(t.contains("0 x 3") && t.contains("width is zero"), "{t}");
+}
+
+#[test]
+fn kern() {
+    let t = text(MemError::Kern {
+        call: "IOSurfaceLock",
+        code: 0xE000_02CC_u32 as i32,
+    });
+    assert!(
+        t.contains("IOSurfaceLock") && t.contains("0xe00002cc") && t.contains("CannotLock"),
+        "{t}"
+    );
+    let t = text(MemError::Kern {
+        call: "mach_port_deallocate",
+        code: 15,
+    });
+    assert!(t.contains("KERN_INVALID_NAME"), "{t}");
+    assert!(
+        text(MemError::Kern {
+            call: "x",
+            code: 12345
+        })
+        .contains("unlisted")
+    );
+}
+
+#[test]
+fn mach_port_errors() {
+    let t = text(MemError::SurfaceLookupFailed { port: 0x1503 });
+    assert!(t.contains("0x1503") && t.contains("mach_port"), "{t}");
+    let t = text(MemError::SurfaceInUse { id: 42 });
+    assert!(t.contains("42") && t.contains("alias"), "{t}");
+    let t = text(MemError::MachPortFailed { id: 42 });
+    assert!(
+        t.contains("42") && t.contains("IOSurfaceCreateMachPort"),
+        "{t}"
+    );
+}

@@ -873,11 +873,7 @@ fn another_user_imports_what_it_is_sent_and_nothing_else() {
     let env = [
         (
             "UNIMEM_OWNER_FD",
-            format!(
-                "/proc/{}/fd/{}",
-                std::process::id(),
-                block.as_raw_fd()
-            ),
+            format!("/proc/{}/fd/{}", std::process::id(), block.as_raw_fd()),
         ),
         ("UNIMEM_OWNER_ROOT", if root { "1" } else { "0" }.to_owned()),
     ];

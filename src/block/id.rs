@@ -1,4 +1,9 @@
 //! Block ids: small numbers, unique among the live Blocks of this process.
+//!
+//! The Linux and heap backends take the next free number ([`Ticket::take`]). The Apple
+//! backend claims the surface's own `IOSurfaceID` ([`Ticket::claim`]): the same registry
+//! then refuses a second Block over a surface that a live Block of this process already
+//! holds, which would alias its bytes.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -22,6 +27,7 @@ pub(crate) struct Ticket(u32);
 
 impl Ticket {
     /// Claims the next free nonzero id.
+    #[cfg_attr(all(target_os = "macos", not(miri)), allow(dead_code))]
     pub(crate) fn take() -> Ticket {
         let mut ids = IDS.lock().unwrap_or_else(|poison| poison.into_inner());
         loop {
@@ -31,6 +37,19 @@ impl Ticket {
             if ids.live.insert(id) {
                 return Ticket(id);
             }
+        }
+    }
+
+    /// Claims `id` itself, or `None` if a live Block holds it (or `id` is 0).
+    #[cfg_attr(not(all(target_os = "macos", not(miri))), allow(dead_code))]
+    pub(crate) fn claim(id: u32) -> Option<Ticket> {
+        let mut ids = IDS.lock().unwrap_or_else(|poison| poison.into_inner());
+        // A Ticket is made only when the id was inserted: dropping one here would give back
+        // an id that another Block holds (and lock `IDS` again).
+        if id != 0 && ids.live.insert(id) {
+            Some(Ticket(id))
+        } else {
+            None
         }
     }
 
@@ -68,5 +87,17 @@ mod tests {
         let next = Ticket::take();
         assert_ne!(next.id(), held.id());
         assert_ne!(next.id(), 0);
+    }
+
+    #[test]
+    fn claims_are_exclusive() {
+        // Far above the ids other tests take from the counter.
+        let id = u32::MAX - 7;
+        let claimed = Ticket::claim(id).unwrap();
+        assert_eq!(claimed.id(), id);
+        assert!(Ticket::claim(id).is_none());
+        assert!(Ticket::claim(0).is_none());
+        drop(claimed);
+        assert!(Ticket::claim(id).is_some());
     }
 }

@@ -11,6 +11,7 @@
 //! | backend | where | memory |
 //! |---|---|---|
 //! | `linux.rs` | Linux | sealed memfd, `mmap(MAP_SHARED)`, locked with `mlock` |
+//! | `apple.rs` | macOS | IOSurface, CPU-locked for its life, wired with `mlock` |
 //! | `heap.rs` | Miri, and targets with no native backend | aligned heap allocation, never pinned |
 //!
 //! The bytes are reachable only through a `Block`: shared views take `&self`, mutable views
@@ -24,7 +25,14 @@
 //! mapping is ruled out by type rather than by a crash.
 
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
-#[cfg_attr(not(all(target_os = "linux", not(miri))), path = "heap.rs")]
+#[cfg_attr(all(target_os = "macos", not(miri)), path = "apple.rs")]
+#[cfg_attr(
+    not(any(
+        all(target_os = "linux", not(miri)),
+        all(target_os = "macos", not(miri))
+    )),
+    path = "heap.rs"
+)]
 mod os;
 
 mod id;
@@ -39,6 +47,17 @@ mod share;
 pub use read_only::ReadOnlyBlock;
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use share::Share;
+#[cfg(all(target_os = "macos", not(miri)))]
+mod mach_port;
+#[cfg(all(target_os = "macos", not(miri)))]
+mod surface;
+
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use crate::ffi::apple::IOSurfaceRef;
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use mach_port::MachPort;
+#[cfg(all(target_os = "macos", not(miri)))]
+pub use surface::SurfaceShape;
 
 use std::fmt;
 use std::ops::Deref;
@@ -169,10 +188,14 @@ pub struct Extent {
     name: Box<str>,
 }
 
-// SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd;
-// neither is tied to the creating thread, and `&Extent` exposes no access to the bytes.
+// SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd
+// (Linux) or one IOSurface reference (Apple, a CoreFoundation object, whose retain and
+// release are thread-safe); none is tied to the creating thread, and `&Extent` exposes no
+// access to the bytes.
 unsafe impl Send for Extent {}
-// SAFETY: as above; every `&self` method only reads immutable fields.
+// SAFETY: as above; every `&self` method only reads immutable fields, except the Apple
+// `mach_port`, which asks IOSurface for a new send right (an IPC call on the surface,
+// made by any thread of the task).
 unsafe impl Sync for Extent {}
 
 impl Extent {
@@ -181,12 +204,14 @@ impl Extent {
         self.map.base().as_ptr()
     }
 
-    /// Size in bytes: the requested size rounded up to whole pages.
+    /// Size in bytes: the requested size rounded up to whole pages (on Apple, the
+    /// IOSurface's allocation size, which may be larger still; always whole pages).
     pub fn size(&self) -> usize {
         self.map.len()
     }
 
-    /// A nonzero id, unique among the live Blocks of this process.
+    /// A nonzero id, unique among the live Blocks of this process (on Apple, the
+    /// `IOSurfaceID`, the same in every process that holds the surface).
     pub fn id(&self) -> u32 {
         self.map.id()
     }
@@ -215,7 +240,8 @@ impl Extent {
         &self.name
     }
 
-    /// The backend behind the Block: `"linux memfd"` or `"portable heap"`.
+    /// The backend behind the Block: `"linux memfd"`, `"apple iosurface"` or
+    /// `"portable heap"`.
     pub fn backend(&self) -> &'static str {
         os::Mapping::BACKEND
     }
@@ -418,7 +444,10 @@ mod tests {
             .pin(Pin::BestEffort)
             .open()
             .unwrap();
-        assert_eq!(block.size(), 2 * page_size());
+        // Exactly two pages on Linux and the heap (tests/block.rs checks that); on Apple the
+        // IOSurface's allocation size, which may be larger, always whole pages.
+        assert!(block.size() >= 2 * page_size());
+        assert_eq!(block.size() % page_size(), 0);
         assert!(block.as_bytes().iter().all(|&b| b == 0));
         for (i, x) in block.as_slice_mut::<u32>().iter_mut().enumerate() {
             *x = i as u32;

@@ -13,6 +13,8 @@ pub(crate) use os::{errno_name, page_size};
 #[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) mod linux;
 
+#[cfg(all(target_os = "macos", not(miri)))]
+pub(crate) mod apple;
 #[cfg(feature = "cuda")]
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "cuda.rs")]
 #[cfg_attr(not(all(target_os = "linux", not(miri))), path = "cuda_stub.rs")]

@@ -15,7 +15,7 @@ pub(crate) fn exercise(report: &mut Report, size: usize) {
     let open_time = start.elapsed();
     let (mut block, refusal) = match opened {
         Ok(block) => (block, None),
-        Err(err @ MemError::LockRefused { .. }) => {
+        Err(err @ (MemError::LockRefused { .. } | MemError::WireRefused { .. })) => {
             s.text("pinned open", format!("refused: {err}"));
             let start = Instant::now();
             match Block::builder(size).pin(Pin::BestEffort).open() {

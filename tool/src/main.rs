@@ -7,6 +7,8 @@ mod cuda;
 mod machine;
 mod report;
 mod share;
+#[cfg(target_os = "macos")]
+mod surface;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
     share::exercise(&mut report, args.share_mib.saturating_mul(1 << 20));
     #[cfg(feature = "cuda")]
     cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    #[cfg(target_os = "macos")]
+    surface::exercise(&mut report);
     if args.json {
         println!("{:#}", report.to_json());
     } else {
