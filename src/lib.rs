@@ -4,7 +4,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi` and `block` (later `tape`, `grid`).
+// operating system or hand out raw memory: `ffi`, `block` and `tape` (later `grid`).
 
 #[allow(unsafe_code)]
 mod block;
@@ -12,9 +12,14 @@ mod error;
 #[allow(unsafe_code)]
 mod ffi;
 mod limits;
+mod padded;
 mod page;
+mod sync;
+#[allow(unsafe_code)]
+mod tape;
 
 pub use block::{Block, Builder, Extent, Pin};
 pub use error::{MemError, MemoryLimit};
 pub use limits::Limits;
 pub use page::page_size;
+pub use tape::{Lane, Tape};
