@@ -198,22 +198,26 @@ impl<'a> Lane<'a> {
     }
 
     /// The Tape this Lane takes from.
+    #[inline]
     pub fn tape(&self) -> &'a Tape {
         self.tape
     }
 
     /// The chunk size given to [`Tape::lane`].
+    #[inline]
     pub fn chunk(&self) -> usize {
         self.chunk
     }
 
     /// Bytes left in the current chunk.
+    #[inline]
     pub fn free(&self) -> usize {
         self.end - self.cursor
     }
 
     /// Bytes this Lane abandoned at refills: the ends of old chunks and the padding before
     /// new ones, lost until the Tape is cleared.
+    #[inline]
     pub fn wasted(&self) -> usize {
         self.wasted
     }

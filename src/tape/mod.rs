@@ -146,6 +146,7 @@ impl Tape {
     /// [`SizeOverflow`](MemError::SizeOverflow), [`LockRefused`](MemError::LockRefused)
     /// (open the Block with [`Pin::BestEffort`](crate::Pin::BestEffort) and use
     /// [`Tape::over`] to run unpinned), ...
+    #[inline]
     pub fn start(size: usize) -> Result<Tape, MemError> {
         Ok(Tape::over(Block::open(size)?))
     }
@@ -164,6 +165,7 @@ impl Tape {
     /// assert_eq!(tape.block().name(), "scratch");
     /// # Ok::<(), unimem::MemError>(())
     /// ```
+    #[inline]
     pub fn over(block: Block) -> Tape {
         let extent = block.into_extent();
         Tape {
@@ -306,6 +308,7 @@ impl Tape {
     /// A [`Lane`] for this thread: takes `chunk` bytes at a time from the Tape, with one
     /// atomic step, and serves takes from the chunk with plain arithmetic. See [`Lane`] for
     /// how to size `chunk`. Creating a Lane takes nothing yet.
+    #[inline]
     pub fn lane(&self, chunk: usize) -> Lane<'_> {
         Lane::new(self, chunk)
     }
@@ -314,6 +317,7 @@ impl Tape {
     ///
     /// `&mut self` proves that nothing taken is still borrowed. Pointers from
     /// [`take`](Tape::take) must not be used after it (they may be handed out again).
+    #[inline]
     pub fn clear(&mut self) {
         let head = self.head.load(Ordering::Relaxed);
         if head > self.peak.load(Ordering::Relaxed) {
@@ -323,17 +327,20 @@ impl Tape {
     }
 
     /// Bytes taken, alignment padding included. `used() + free() == total()`.
+    #[inline]
     pub fn used(&self) -> usize {
         self.head.load(Ordering::Relaxed)
     }
 
     /// Bytes not taken. A take of `size` bytes aligned to `align` fits if
     /// `size + padding <= free()`, where the padding is less than `align`.
+    #[inline]
     pub fn free(&self) -> usize {
         self.total - self.used()
     }
 
     /// The Block's size: every byte the Tape can hand out.
+    #[inline]
     pub fn total(&self) -> usize {
         self.total
     }
@@ -341,6 +348,7 @@ impl Tape {
     /// The most bytes ever in use at once since the Tape started: the highest
     /// [`used()`](Tape::used), across clears. Costs nothing on the take path: `clear`
     /// folds the head into it.
+    #[inline]
     pub fn peak(&self) -> usize {
         self.peak
             .load(Ordering::Relaxed)
@@ -348,12 +356,14 @@ impl Tape {
     }
 
     /// Whether `ptr` points into this Tape's Block (taken or not).
+    #[inline]
     pub fn owns<T: ?Sized>(&self, ptr: *const T) -> bool {
         self.extent.contains(ptr.cast::<u8>())
     }
 
     /// The offset of `ptr` from the Block's first byte, if it points into the Block: the
     /// address to give another process or a device, which map the Block elsewhere.
+    #[inline]
     pub fn offset_of<T: ?Sized>(&self, ptr: *const T) -> Option<usize> {
         let ptr = ptr.cast::<u8>();
         self.owns(ptr)
@@ -363,6 +373,7 @@ impl Tape {
     /// The Block's identity and addresses: [`address`](Extent::address),
     /// [`size`](Extent::size), [`id`](Extent::id), the file descriptor. No view of its
     /// bytes: those are handed out by the Tape.
+    #[inline]
     pub fn block(&self) -> &Extent {
         &self.extent
     }
@@ -376,14 +387,54 @@ impl Tape {
             return None;
         }
         let mask = align - 1;
-        let base = self.base.as_ptr().addr();
+        if self.base_addr() & mask != 0 {
+            return self.bump_beyond(size, align);
+        }
+        // The base is aligned to `align`, so offsets align as addresses do. No overflow:
+        // `head <= total <= isize::MAX` and `mask + size <= isize::MAX` (`valid`).
+        let step = mask + size;
+        // Sizes that are multiples of the alignment (most are) round up after adding the
+        // size: `(head + mask + size) & !mask`, so the compare-exchange waits on the load,
+        // one add and one and; the bounds check is off that path.
+        let whole = size & mask == 0;
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (start, next) = if whole {
+                let next = (head + step) & !mask;
+                (next - size, next)
+            } else {
+                let start = (head + mask) & !mask;
+                (start, start + size)
+            };
+            if next > self.total {
+                return None;
+            }
+            match self.head.compare_exchange_weak(
+                head,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some((head, start)),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// [`bump`](Tape::bump) for an alignment above the base's own (above the page size,
+    /// usually): the padding is measured on the absolute address.
+    #[cold]
+    #[inline(never)]
+    fn bump_beyond(&self, size: usize, align: usize) -> Option<(usize, usize)> {
+        let mask = align - 1;
+        let base = self.base_addr();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // Bytes from the head to the next multiple of `align`, on the absolute address.
             let pad = base.wrapping_add(head).wrapping_neg() & mask;
-            // No overflow: `pad <= mask` and `size <= isize::MAX - mask` (`valid`).
+            // No overflow: `pad <= mask` and `size <= isize::MAX - mask` (`valid`). No
+            // underflow: `head <= total` always.
             let need = pad + size;
-            // No underflow: `head <= total` always.
             if need > self.total - head {
                 return None;
             }
