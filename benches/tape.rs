@@ -117,7 +117,10 @@ fn timed<P>(n: usize, mut take: impl FnMut() -> Option<P>) -> Duration {
         failed |= black_box(take()).is_none();
     }
     let time = start.elapsed();
-    assert!(!failed, "a take failed: the benchmark would measure the failure path");
+    assert!(
+        !failed,
+        "a take failed: the benchmark would measure the failure path"
+    );
     time
 }
 

@@ -409,12 +409,10 @@ impl Tape {
             if next > self.total {
                 return None;
             }
-            match self.head.compare_exchange_weak(
-                head,
-                next,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .head
+                .compare_exchange_weak(head, next, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) => return Some((head, start)),
                 Err(now) => head = now,
             }

@@ -4,6 +4,7 @@
 mod block;
 mod machine;
 mod report;
+mod tape;
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Size of the Block to open, write and verify, in MiB.
+    /// Size of the Block to open, write and verify (and of the Tape to fill), in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     block_mib: usize,
 }
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     if args.json {
         println!("{:#}", report.to_json());
     } else {
