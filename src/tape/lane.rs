@@ -50,7 +50,8 @@ use crate::error::MemError;
 ///
 /// A refill costs one compare-exchange on the Tape's shared head (the contended cache
 /// line); a Lane of chunk `c` serving takes of `s` bytes refills once every `c / s` takes.
-/// It wastes nothing while it is the only one taking; with other takers, each refill may
+/// It wastes nothing while it is the only one taking (its own takes larger than `chunk`
+/// count as another taker); with other takers, each refill may
 /// abandon the rest of the old chunk, less than the take that did not fit (`size + align -
 /// 1`). So:
 ///
@@ -230,8 +231,15 @@ impl<'a> Lane<'a> {
             return None;
         }
         let mask = align - 1;
-        let at = self.cursor.wrapping_add(mask) & !mask;
-        let next = at.wrapping_add(size);
+        // For sizes that are multiples of the alignment the round-up comes after the add:
+        // one add and one and between one cursor and the next.
+        let (at, next) = if size & mask == 0 {
+            let next = self.cursor.wrapping_add(mask + size) & !mask;
+            (next.wrapping_sub(size), next)
+        } else {
+            let at = self.cursor.wrapping_add(mask) & !mask;
+            (at, at.wrapping_add(size))
+        };
         // `next - cursor` is `pad + size <= isize::MAX`, exact modulo 2^64 (module docs).
         if next.wrapping_sub(self.cursor) <= self.end - self.cursor {
             self.cursor = next;

@@ -453,6 +453,7 @@ impl Tape {
     /// Gives back `start..end` if it is the last thing taken (`end` is the head): moves
     /// the head back to `start` and says whether it did. Only the owner of the take ending
     /// at `end` may call it, once it no longer uses the bytes.
+    #[inline]
     pub(crate) fn give_back(&self, start: usize, end: usize) -> bool {
         debug_assert!(start <= end && end <= self.total, "give_back out of range");
         if self.head.load(Ordering::Relaxed) != end {
@@ -478,6 +479,7 @@ impl Tape {
     }
 
     /// The current peak (see the field): bytes below it may hold leftovers.
+    #[inline(always)]
     pub(crate) fn dirty(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
