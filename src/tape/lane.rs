@@ -266,8 +266,9 @@ impl<'a> Lane<'a> {
                 // Else the new chunk continues the old one: the cursor stays.
                 self.end = start + self.chunk;
                 self.dirty = base + tape.dirty();
-                // Fits: the cursor rounded up to `align` is at most `start`.
-                let at = (self.cursor + (align - 1)) & !(align - 1);
+                // Fits: the cursor rounded up to `align` is at most `start` (exact modulo
+                // 2^64, so the wrapping add is too).
+                let at = self.cursor.wrapping_add(align - 1) & !(align - 1);
                 self.cursor = at + size;
                 debug_assert!(self.cursor <= self.end);
                 return Some(at);
