@@ -69,6 +69,30 @@ pub enum MemError {
         /// Bytes asked for.
         requested: usize,
     },
+    /// An alignment that is not a power of two.
+    BadAlignment {
+        /// The alignment asked for, in bytes.
+        align: usize,
+    },
+    /// A take too large for any memory: its size overflows `usize`, or rounded up to its
+    /// alignment exceeds `isize::MAX`, the most an allocation can span.
+    TakeOverflow {
+        /// Values asked for: 1 for a raw take, the length for a slice.
+        count: usize,
+        /// Bytes in each value.
+        size: usize,
+        /// The alignment asked for.
+        align: usize,
+    },
+    /// The Tape has too few free bytes for the take.
+    TapeFull {
+        /// Bytes asked for.
+        requested: usize,
+        /// Their alignment: up to `align - 1` bytes of padding come on top.
+        align: usize,
+        /// Bytes the Tape had free at the time.
+        free: usize,
+    },
     /// An operating-system call failed.
     Os {
         /// The call that failed, e.g. `"memfd_create"`.
@@ -391,6 +415,34 @@ impl fmt::Display for MemError {
                 f,
                 "the heap allocator refused {} ({requested} bytes)",
                 Bytes(requested as u64)
+            ),
+            MemError::BadAlignment { align } => write!(
+                f,
+                "alignment {align} is not a power of two: ask for 1, 2, 4, 8, ... \
+                 (`align_of::<T>()` always is one)"
+            ),
+            MemError::TakeOverflow { count, size, align } => {
+                f.write_str("a take of ")?;
+                if count != 1 {
+                    write!(f, "{count} values of ")?;
+                }
+                write!(
+                    f,
+                    "{size} bytes aligned to {align} overflows: it exceeds isize::MAX bytes, \
+                     the most any allocation can span; ask for less"
+                )
+            }
+            MemError::TapeFull {
+                requested,
+                align,
+                free,
+            } => write!(
+                f,
+                "the Tape has no room for {} ({requested} bytes) aligned to {align}: \
+                 {} ({free} bytes) free, alignment padding included; clear the Tape, or \
+                 start a larger one",
+                Bytes(requested as u64),
+                Bytes(free as u64),
             ),
             MemError::Os { call, errno } => write!(f, "{call} failed: {}", Errno(errno)),
             MemError::CudaDriverMissing {

@@ -4,7 +4,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi` and `block` (later `tape`, `grid`).
+// operating system or hand out raw memory: `ffi`, `block` and `tape` (later `grid`).
 
 #[allow(unsafe_code)]
 mod block;
@@ -14,7 +14,11 @@ mod error;
 #[allow(unsafe_code)]
 mod ffi;
 mod limits;
+mod padded;
 mod page;
+mod sync;
+#[allow(unsafe_code)]
+mod tape;
 
 pub use block::{Access, Block, Builder, Extent, Pin};
 #[cfg(all(target_os = "macos", not(miri)))]
@@ -24,3 +28,4 @@ pub use block::{ReadOnlyBlock, Share};
 pub use error::{MemError, MemoryLimit};
 pub use limits::Limits;
 pub use page::page_size;
+pub use tape::{Lane, Tape};

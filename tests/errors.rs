@@ -503,3 +503,53 @@ fn mach_port_errors() {
         "{t}"
     );
 }
+
+#[test]
+fn bad_alignment() {
+    let t = text(MemError::BadAlignment { align: 48 });
+    assert!(t.contains("48") && t.contains("power of two"), "{t}");
+}
+
+#[test]
+fn take_overflow() {
+    let t = text(MemError::TakeOverflow {
+        count: 1,
+        size: usize::MAX,
+        align: 8,
+    });
+    assert!(
+        t.contains(&usize::MAX.to_string())
+            && t.contains("aligned to 8")
+            && t.contains("isize::MAX"),
+        "{t}"
+    );
+    assert!(!t.contains("values of"), "{t}");
+    let t = text(MemError::TakeOverflow {
+        count: 1 << 62,
+        size: 8,
+        align: 8,
+    });
+    assert!(
+        t.contains(&(1usize << 62).to_string()) && t.contains("values of 8 bytes"),
+        "{t}"
+    );
+}
+
+#[test]
+fn tape_full() {
+    let t = text(MemError::TapeFull {
+        requested: 3 << 20,
+        align: 64,
+        free: 1 << 20,
+    });
+    for part in [
+        "3.0 MiB",
+        "3145728",
+        "aligned to 64",
+        "1.0 MiB",
+        "1048576",
+        "clear",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}

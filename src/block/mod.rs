@@ -399,7 +399,6 @@ impl Block {
     }
 
     /// Gives up the views, keeping the memory: for owners (Tape) that hand out parts of it.
-    #[allow(dead_code)] // The Tape, its first user, lands next.
     pub(crate) fn into_extent(self) -> Extent {
         self.extent
     }

@@ -9,6 +9,7 @@ mod report;
 mod share;
 #[cfg(target_os = "macos")]
 mod surface;
+mod tape;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,7 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Size of the Block to open, write and verify, in MiB.
+    /// Size of the Block to open, write and verify (and of the Tape to fill), in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     block_mib: usize,
     /// Size of the Block shared with a second process, in MiB.
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     share::exercise(&mut report, args.share_mib.saturating_mul(1 << 20));
     #[cfg(feature = "cuda")]
     cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
