@@ -4,7 +4,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi`, `block` and `tape` (later `grid`).
+// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid`.
 
 #[allow(unsafe_code)]
 mod block;
@@ -13,6 +13,8 @@ pub mod cuda;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
+#[allow(unsafe_code)]
+mod grid;
 mod limits;
 mod padded;
 mod page;
@@ -26,6 +28,7 @@ pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use block::{ReadOnlyBlock, Share};
 pub use error::{MemError, MemoryLimit};
+pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
 pub use limits::Limits;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

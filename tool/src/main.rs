@@ -4,6 +4,7 @@
 mod block;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod grid;
 mod machine;
 mod report;
 mod share;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    grid::exercise(&mut report);
     share::exercise(&mut report, args.share_mib.saturating_mul(1 << 20));
     #[cfg(feature = "cuda")]
     cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
