@@ -11,6 +11,7 @@ mod block;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
+mod layout;
 mod limits;
 mod padded;
 mod page;
@@ -20,6 +21,7 @@ mod tape;
 
 pub use block::{Block, Builder, Extent, Pin};
 pub use error::{MemError, MemoryLimit};
+pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

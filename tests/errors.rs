@@ -152,3 +152,21 @@ fn tape_full() {
         assert!(t.contains(part), "{t:?} lacks {part:?}");
     }
 }
+
+#[test]
+fn model_zero() {
+    let t = text(MemError::ModelZero { field: "layers" });
+    assert!(t.contains("layers = 0") && t.contains("at least 1"), "{t}");
+}
+
+#[test]
+fn model_overflow() {
+    let t = text(MemError::ModelOverflow {
+        part: "history",
+        log2: 70,
+    });
+    assert!(
+        t.contains("history") && t.contains("2^70") && t.contains("isize::MAX"),
+        "{t}"
+    );
+}
