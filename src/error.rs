@@ -93,6 +93,52 @@ pub enum MemError {
         /// Bytes the Tape had free at the time.
         free: usize,
     },
+    /// A Grid of no cells, or of cells of no bytes.
+    EmptyGrid {
+        /// The cell size asked for, in bytes.
+        cell_size: usize,
+        /// The number of cells asked for.
+        cells: usize,
+    },
+    /// A Grid too large for any memory: its cell size rounded up to the alignment, or that
+    /// times the cells, overflows or exceeds `isize::MAX` bytes.
+    GridOverflow {
+        /// The cell size asked for, in bytes.
+        cell_size: usize,
+        /// The number of cells asked for.
+        cells: usize,
+        /// The cell alignment (at least 64).
+        align: usize,
+    },
+    /// More cells than a Grid can index (`u32` indices).
+    TooManyCells {
+        /// The number of cells asked for.
+        cells: usize,
+        /// The most a Grid can have.
+        max: usize,
+    },
+    /// Every cell of the Grid is in use (or cached in GridLanes).
+    GridFull {
+        /// The Grid's number of cells.
+        cells: usize,
+    },
+    /// A `CellId` whose use of the cell has ended: released, claimed, or the Grid cleared
+    /// since it was made.
+    StaleCell {
+        /// The cell's index.
+        index: u32,
+        /// The id's generation.
+        generation: u64,
+        /// The cell's generation now.
+        current: u64,
+    },
+    /// A Cell or `CellId` given to a Grid it does not belong to.
+    ForeignCell {
+        /// The identity of the Grid it was given to.
+        grid: u64,
+        /// The identity of the Grid it belongs to.
+        owner: u64,
+    },
     /// An operating-system call failed.
     Os {
         /// The call that failed, e.g. `"memfd_create"`.
@@ -222,6 +268,48 @@ impl fmt::Display for MemError {
                  start a larger one",
                 Bytes(requested as u64),
                 Bytes(free as u64),
+            ),
+            MemError::EmptyGrid { cell_size, cells } => write!(
+                f,
+                "a Grid of {cells} cells of {cell_size} bytes holds nothing: ask for a nonzero \
+                 cell size and at least one cell"
+            ),
+            MemError::GridOverflow {
+                cell_size,
+                cells,
+                align,
+            } => write!(
+                f,
+                "a Grid of {cells} cells of {cell_size} bytes aligned to {align} overflows: \
+                 the cell size rounded up to {align}, times the cells, exceeds isize::MAX \
+                 bytes, the most any allocation can span; ask for fewer or smaller cells"
+            ),
+            MemError::TooManyCells { cells, max } => write!(
+                f,
+                "{cells} cells exceed the {max} a Grid can index (cell indices are u32): use \
+                 larger cells, or several Grids"
+            ),
+            MemError::GridFull { cells } => write!(
+                f,
+                "all {cells} cells of the Grid are in use or cached in GridLanes: give or \
+                 release cells, drop idle GridLanes (or use a smaller batch), or make a \
+                 larger Grid"
+            ),
+            MemError::StaleCell {
+                index,
+                generation,
+                current,
+            } => write!(
+                f,
+                "CellId of cell {index} at generation {generation} is stale (the cell is at \
+                 generation {current}): it was already released or claimed, or the Grid \
+                 was cleared; an id is valid from into_id until its first release, so look \
+                 for a double release or a use after release"
+            ),
+            MemError::ForeignCell { grid, owner } => write!(
+                f,
+                "the cell belongs to Grid #{owner}, not to Grid #{grid}: give or release it \
+                 to the Grid it came from (a Grid that was dropped takes nothing back)"
             ),
             MemError::Os { call, errno } => write!(f, "{call} failed: {}", Errno(errno)),
             MemError::ModelZero { field } => write!(

@@ -4,13 +4,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi`, `block` and `tape` (later `grid`).
+// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid`.
 
 #[allow(unsafe_code)]
 mod block;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
+#[allow(unsafe_code)]
+mod grid;
 mod layout;
 mod limits;
 mod padded;
@@ -21,6 +23,7 @@ mod tape;
 
 pub use block::{Block, Builder, Extent, Pin};
 pub use error::{MemError, MemoryLimit};
+pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
 pub use page::page_size;

@@ -169,4 +169,85 @@ fn model_overflow() {
         t.contains("history") && t.contains("2^70") && t.contains("isize::MAX"),
         "{t}"
     );
+fn empty_grid() {
+    let t = text(MemError::EmptyGrid {
+        cell_size: 0,
+        cells: 16,
+    });
+    for part in [
+        "16 cells",
+        "0 bytes",
+        "nonzero cell size",
+        "at least one cell",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn grid_overflow() {
+    let t = text(MemError::GridOverflow {
+        cell_size: 1 << 40,
+        cells: 1 << 30,
+        align: 4096,
+    });
+    for part in [
+        &(1usize << 40).to_string(),
+        &(1usize << 30).to_string(),
+        "aligned to 4096",
+        "isize::MAX",
+        "fewer or smaller cells",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn too_many_cells() {
+    let t = text(MemError::TooManyCells {
+        cells: 1 << 33,
+        max: u32::MAX as usize,
+    });
+    for part in [
+        &(1usize << 33).to_string(),
+        &u32::MAX.to_string(),
+        "u32",
+        "larger cells",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn grid_full() {
+    let t = text(MemError::GridFull { cells: 4096 });
+    for part in ["all 4096 cells", "GridLanes", "release", "larger Grid"] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn stale_cell() {
+    let t = text(MemError::StaleCell {
+        index: 17,
+        generation: 3,
+        current: 4,
+    });
+    for part in [
+        "cell 17",
+        "generation 3",
+        "generation 4",
+        "stale",
+        "double release",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn foreign_cell() {
+    let t = text(MemError::ForeignCell { grid: 2, owner: 9 });
+    for part in ["Grid #9", "not to Grid #2", "the Grid it came from"] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
 }

@@ -2,6 +2,7 @@
 //! report that ends with one verdict per capability.
 
 mod block;
+mod grid;
 mod machine;
 mod report;
 mod tape;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    grid::exercise(&mut report);
     if args.json {
         println!("{:#}", report.to_json());
     } else {
