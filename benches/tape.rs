@@ -124,16 +124,18 @@ fn timed<P>(n: usize, mut take: impl FnMut() -> Option<P>) -> Duration {
     time
 }
 
-fn takes(c: &mut Criterion, size: usize, label: &str) {
+/// One group of takes of `SIZE` bytes: a constant, as at most call sites (`take(64, 64)`).
+fn takes<const SIZE: usize>(c: &mut Criterion, label: &str) {
+    let size = SIZE;
     let mut group = c.benchmark_group(format!("take {label} align 64"));
-    let layout = Layout::from_size_align(size, ALIGN).unwrap();
+    let layout = Layout::from_size_align(SIZE, ALIGN).unwrap();
 
     let mut buffer = vec![0u8; ARENA];
     let mut floor = Floor::new(&mut buffer);
     group.bench_function("floor: non-atomic bump", |b| {
         b.iter_custom(|iters| {
             rounds(iters, size, |n| {
-                let time = timed(n, || floor.take(size, ALIGN));
+                let time = timed(n, || floor.take(SIZE, ALIGN));
                 floor.reset();
                 time
             })
@@ -166,7 +168,7 @@ fn takes(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("bare compare-exchange loop", |b| {
         b.iter_custom(|iters| {
             rounds(iters, size, |n| {
-                let time = timed(n, || Some(bare_cas(&head, size)));
+                let time = timed(n, || Some(bare_cas(&head, SIZE)));
                 head.store(0, Ordering::Relaxed);
                 time
             })
@@ -177,19 +179,19 @@ fn takes(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("Tape::take", |b| {
         b.iter_custom(|iters| {
             rounds(iters, size, |n| {
-                let time = timed(n, || t.take(size, ALIGN));
+                let time = timed(n, || t.take(SIZE, ALIGN));
                 t.clear();
                 time
             })
         })
     });
 
-    let chunk = CHUNK.max(256 * size);
+    let chunk = CHUNK.max(256 * SIZE);
     group.bench_function(format!("Lane::take ({} KiB chunk)", chunk >> 10), |b| {
         b.iter_custom(|iters| {
             rounds(iters, size, |n| {
                 let mut lane = t.lane(chunk);
-                let time = timed(n, || lane.take(size, ALIGN));
+                let time = timed(n, || lane.take(SIZE, ALIGN));
                 drop(lane);
                 t.clear();
                 time
@@ -203,7 +205,7 @@ fn takes(c: &mut Criterion, size: usize, label: &str) {
     group.bench_function("Tape::take_slice (reused, zeroed)", |b| {
         b.iter_custom(|iters| {
             rounds(iters, size, |n| {
-                let time = timed(n, || t.take_slice::<Line>(size / 64).map(|s| s.as_ptr()));
+                let time = timed(n, || t.take_slice::<Line>(SIZE / 64).map(|s| s.as_ptr()));
                 t.clear();
                 time
             })
@@ -227,11 +229,11 @@ fn takes(c: &mut Criterion, size: usize, label: &str) {
 }
 
 fn take_64(c: &mut Criterion) {
-    takes(c, 64, "64 B");
+    takes::<64>(c, "64 B");
 }
 
 fn take_4k(c: &mut Criterion) {
-    takes(c, 4096, "4 KiB");
+    takes::<4096>(c, "4 KiB");
 }
 
 fn clear(c: &mut Criterion) {

@@ -50,7 +50,8 @@ use crate::error::MemError;
 ///
 /// A refill costs one compare-exchange on the Tape's shared head (the contended cache
 /// line); a Lane of chunk `c` serving takes of `s` bytes refills once every `c / s` takes.
-/// It wastes nothing while it is the only one taking; with other takers, each refill may
+/// It wastes nothing while it is the only one taking (its own takes larger than `chunk`
+/// count as another taker); with other takers, each refill may
 /// abandon the rest of the old chunk, less than the take that did not fit (`size + align -
 /// 1`). So:
 ///
@@ -230,8 +231,15 @@ impl<'a> Lane<'a> {
             return None;
         }
         let mask = align - 1;
-        let at = self.cursor.wrapping_add(mask) & !mask;
-        let next = at.wrapping_add(size);
+        // For sizes that are multiples of the alignment the round-up comes after the add:
+        // one add and one and between one cursor and the next.
+        let (at, next) = if size & mask == 0 {
+            let next = self.cursor.wrapping_add(mask + size) & !mask;
+            (next.wrapping_sub(size), next)
+        } else {
+            let at = self.cursor.wrapping_add(mask) & !mask;
+            (at, at.wrapping_add(size))
+        };
         // `next - cursor` is `pad + size <= isize::MAX`, exact modulo 2^64 (module docs).
         if next.wrapping_sub(self.cursor) <= self.end - self.cursor {
             self.cursor = next;
@@ -258,8 +266,9 @@ impl<'a> Lane<'a> {
                 // Else the new chunk continues the old one: the cursor stays.
                 self.end = start + self.chunk;
                 self.dirty = base + tape.dirty();
-                // Fits: the cursor rounded up to `align` is at most `start`.
-                let at = (self.cursor + (align - 1)) & !(align - 1);
+                // Fits: the cursor rounded up to `align` is at most `start` (exact modulo
+                // 2^64, so the wrapping add is too).
+                let at = self.cursor.wrapping_add(align - 1) & !(align - 1);
                 self.cursor = at + size;
                 debug_assert!(self.cursor <= self.end);
                 return Some(at);

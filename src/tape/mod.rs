@@ -257,6 +257,7 @@ impl Tape {
     /// # Ok::<(), unimem::MemError>(())
     /// ```
     #[inline]
+    #[allow(clippy::mut_from_ref)] // Each take is a range no one else gets: see the module docs.
     pub fn take_slice<T: Pod>(&self, len: usize) -> Option<&mut [T]> {
         let size = slice_size::<T>(len)?;
         let (_, start) = self.bump(size, align_of::<T>())?;
@@ -272,6 +273,7 @@ impl Tape {
     /// As [`try_take`](Tape::try_take); [`TakeOverflow`](MemError::TakeOverflow) also when
     /// `len * size_of::<T>()` overflows.
     #[inline]
+    #[allow(clippy::mut_from_ref)] // Each take is a range no one else gets: see the module docs.
     pub fn try_take_slice<T: Pod>(&self, len: usize) -> Result<&mut [T], MemError> {
         match slice_size::<T>(len).and_then(|size| self.bump(size, align_of::<T>())) {
             // SAFETY: as in `take_slice`.
@@ -451,6 +453,7 @@ impl Tape {
     /// Gives back `start..end` if it is the last thing taken (`end` is the head): moves
     /// the head back to `start` and says whether it did. Only the owner of the take ending
     /// at `end` may call it, once it no longer uses the bytes.
+    #[inline]
     pub(crate) fn give_back(&self, start: usize, end: usize) -> bool {
         debug_assert!(start <= end && end <= self.total, "give_back out of range");
         if self.head.load(Ordering::Relaxed) != end {
@@ -476,6 +479,7 @@ impl Tape {
     }
 
     /// The current peak (see the field): bytes below it may hold leftovers.
+    #[inline(always)]
     pub(crate) fn dirty(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
@@ -525,6 +529,7 @@ impl Tape {
     ///
     /// `start..start + len * size_of::<T>()` must be a fresh take, aligned for `T`.
     #[inline(always)]
+    #[allow(clippy::mut_from_ref)] // Each take is a range no one else gets: see the module docs.
     unsafe fn typed<T: Pod>(&self, start: usize, len: usize) -> &mut [T] {
         let size = len * size_of::<T>();
         // SAFETY: a take of the caller's (contract).

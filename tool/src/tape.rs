@@ -84,9 +84,9 @@ pub(crate) fn exercise(report: &mut Report, size: usize) {
         .clamp(2, 64);
     let (takes, time) = threaded(&tape, threads, &mut faults);
     s.text(
-        format!("{threads} threads, a Lane each"),
+        "every core, a Lane each",
         format!(
-            "{} takes in {} ({:.1} M takes/s)",
+            "{threads} threads: {} takes in {} ({:.1} M takes/s)",
             takes,
             fmt_time(time),
             takes as f64 / time.as_secs_f64().max(1e-9) / 1e6
