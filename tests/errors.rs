@@ -169,6 +169,9 @@ fn model_overflow() {
         t.contains("history") && t.contains("2^70") && t.contains("isize::MAX"),
         "{t}"
     );
+}
+
+#[test]
 fn empty_grid() {
     let t = text(MemError::EmptyGrid {
         cell_size: 0,
