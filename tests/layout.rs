@@ -251,3 +251,113 @@ proptest! {
         }
     }
 }
+
+/// One step of a random program over a paged Layout.
+#[derive(Debug, Clone)]
+enum PagedOp {
+    /// A scratch take.
+    Scratch(usize),
+    /// A KV cell for a block table.
+    TakeCell,
+    /// Release the `n % len`-th live id.
+    Release(usize),
+    /// Release an id from before the last `clear_talk` (must be refused).
+    ReleaseStale(usize),
+    ClearPass,
+    ClearTalk,
+}
+
+fn paged_op() -> impl Strategy<Value = PagedOp> {
+    prop_oneof![
+        4 => (1..2000usize).prop_map(PagedOp::Scratch),
+        4 => Just(PagedOp::TakeCell),
+        2 => any::<usize>().prop_map(PagedOp::Release),
+        1 => any::<usize>().prop_map(PagedOp::ReleaseStale),
+        2 => Just(PagedOp::ClearPass),
+        1 => Just(PagedOp::ClearTalk),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A paged history against a model: cells in use and at peak follow the model, ids
+    /// from before a `clear_talk` are refused, scratch clears never touch the cells, and
+    /// used <= peak <= total throughout.
+    #[test]
+    fn a_paged_history_follows_the_model(ops in prop::collection::vec(paged_op(), 1..200)) {
+        const CELLS: usize = 12;
+        let mut layout = Layout::builder(4096, 8 << 10, 0)
+            .history_cells(200, CELLS)
+            .pin(Pin::BestEffort)
+            .build()
+            .unwrap();
+        let cell = layout.history_grid().unwrap().cell_size();
+        prop_assert_eq!(cell, 256);
+        let mut live: Vec<(unimem::CellId, u8)> = Vec::new();
+        let mut stale: Vec<unimem::CellId> = Vec::new();
+        let (mut scratch, mut scratch_peak, mut peak) = (0usize, 0usize, 0usize);
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                PagedOp::Scratch(size) => {
+                    let got = layout.scratch().take(size, 64);
+                    let start = scratch.next_multiple_of(64);
+                    if start + size <= 8 << 10 {
+                        prop_assert!(got.is_some());
+                        scratch = start + size;
+                        scratch_peak = scratch_peak.max(scratch);
+                    } else {
+                        prop_assert!(got.is_none());
+                    }
+                }
+                PagedOp::TakeCell => {
+                    let got = layout.history_grid().unwrap().take().map(|c| c.into_id());
+                    prop_assert_eq!(got.is_some(), live.len() < CELLS);
+                    if let Some(id) = got {
+                        let fill = i as u8;
+                        layout.history_grid_mut().unwrap().cell_mut(id).unwrap().fill(fill);
+                        live.push((id, fill));
+                        peak = peak.max(live.len());
+                    }
+                }
+                PagedOp::Release(n) if !live.is_empty() => {
+                    let (id, _) = live.swap_remove(n % live.len());
+                    prop_assert!(layout.history_grid().unwrap().release(id).is_ok());
+                    // Twice is an error.
+                    prop_assert!(layout.history_grid().unwrap().release(id).is_err());
+                }
+                PagedOp::Release(_) => {}
+                PagedOp::ReleaseStale(n) if !stale.is_empty() => {
+                    let id = stale[n % stale.len()];
+                    let refused = layout.history_grid().unwrap().release(id);
+                    let is_stale = matches!(refused, Err(MemError::StaleCell { .. }));
+                    prop_assert!(is_stale, "{:?}", refused);
+                }
+                PagedOp::ReleaseStale(_) => {}
+                PagedOp::ClearPass => {
+                    layout.clear_pass();
+                    scratch = 0;
+                }
+                PagedOp::ClearTalk => {
+                    layout.clear_talk();
+                    scratch = 0;
+                    stale.extend(live.drain(..).map(|(id, _)| id));
+                }
+            }
+            let stat = layout.stat();
+            prop_assert_eq!(stat.scratch_used, scratch);
+            prop_assert_eq!(stat.scratch_peak, scratch_peak);
+            prop_assert_eq!(stat.history_used, live.len() * cell);
+            prop_assert_eq!(stat.history_peak, peak * cell);
+            prop_assert_eq!(stat.history_total, CELLS * cell);
+            prop_assert_eq!(stat.history_cell, cell);
+            prop_assert!(stat.history_used <= stat.history_peak);
+            prop_assert!(stat.history_peak <= stat.history_total);
+            // Live cells keep what was written, whatever the scratch clears did.
+            let grid = layout.history_grid_mut().unwrap();
+            for &(id, fill) in &live {
+                prop_assert!(grid.cell_mut(id).unwrap().iter().all(|&b| b == fill));
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 use crate::block::{Block, Pin};
 use crate::error::MemError;
+use crate::grid::Grid;
 use crate::layout::{History, Layout};
 use crate::tape::Tape;
 
@@ -16,7 +17,7 @@ enum Source {
 }
 
 /// Options for a [`Layout`]: the size of each tape, or a Block to use for it; a paged
-/// (Grid) history; the pin policy and the Blocks' names. Made by [`Layout::builder`] or
+/// history (a [`Grid`] of KV cells); the pin policy and the Blocks' names. Made by [`Layout::builder`] or
 /// [`ModelShape::builder`](crate::ModelShape::builder).
 ///
 /// Each tape gets a Block of its own, so each can be shared with other processes or
@@ -47,6 +48,8 @@ pub struct LayoutBuilder {
     weights: Source,
     scratch: Source,
     history: Source,
+    /// `(cell_size, cells)` when the history is a Grid.
+    cells: Option<(usize, usize)>,
     pin: Pin,
     name: String,
 }
@@ -57,6 +60,7 @@ impl LayoutBuilder {
             weights: Source::Size(weights),
             scratch: Source::Size(scratch),
             history: Source::Size(history),
+            cells: None,
             pin: Pin::Required,
             name: String::from("unimem"),
         }
@@ -92,8 +96,21 @@ impl LayoutBuilder {
     }
 
     /// Uses `block` for the history; the history size given to the builder is ignored.
+    /// With [`history_cells`](LayoutBuilder::history_cells), the Grid is carved from it.
     pub fn history_block(mut self, block: Block) -> LayoutBuilder {
         self.history = Source::Block(block);
+        self
+    }
+
+    /// Makes the history a [`Grid`] of `cells` cells of `cell_size` bytes (a paged KV
+    /// cache) instead of a Tape. The history size given to the builder is ignored: the
+    /// history Block is sized to hold the cells ([`GridBuilder::room`], rounded up to
+    /// whole pages). Cells are aligned to 64 bytes and their size rounded up to a multiple
+    /// of 64, as the Grid does.
+    ///
+    /// [`GridBuilder::room`]: crate::GridBuilder::room
+    pub fn history_cells(mut self, cell_size: usize, cells: usize) -> LayoutBuilder {
+        self.cells = Some((cell_size, cells));
         self
     }
 
@@ -105,19 +122,42 @@ impl LayoutBuilder {
     /// [`ZeroSize`](MemError::ZeroSize) for a size of 0,
     /// [`LockRefused`](MemError::LockRefused) under [`Pin::Required`] when the OS will not
     /// pin that much, [`OutOfMemory`](MemError::OutOfMemory),
-    /// [`BadName`](MemError::BadName) for a name over 241 bytes, ... Nothing is leaked:
-    /// Blocks opened before the failure are released.
+    /// [`BadName`](MemError::BadName) for a name over 241 bytes, ... With
+    /// [`history_cells`](LayoutBuilder::history_cells), those of [`Grid::over`] too:
+    /// [`EmptyGrid`](MemError::EmptyGrid), [`GridOverflow`](MemError::GridOverflow),
+    /// [`TooManyCells`](MemError::TooManyCells), and
+    /// [`TapeFull`](MemError::TapeFull) for a history Block of one's own too small for the
+    /// cells. Nothing is leaked: Blocks opened before the failure are released.
     pub fn build(self) -> Result<Layout, MemError> {
         let LayoutBuilder {
             weights,
             scratch,
             history,
+            cells,
             pin,
             name,
         } = self;
+        // The Grid's geometry first: a bad one opens nothing.
+        let grid = match cells {
+            Some((cell_size, cells)) => {
+                let grid = Grid::builder(cell_size, cells);
+                let room = grid.room()?;
+                Some((grid, room))
+            }
+            None => None,
+        };
         let weights = open(weights, &name, "weights", pin)?;
         let scratch = open(scratch, &name, "scratch", pin)?;
-        let history = History::Tape(open(history, &name, "history", pin)?);
+        let history = match grid {
+            None => History::Tape(open(history, &name, "history", pin)?),
+            Some((grid, room)) => {
+                let history = match history {
+                    Source::Size(_) => Source::Size(room),
+                    block => block,
+                };
+                History::Grid(grid.over(open(history, &name, "history", pin)?)?)
+            }
+        };
         Ok(Layout {
             weights,
             scratch,

@@ -13,8 +13,8 @@
 //!
 //! Separate Blocks let each tape be shared or registered with a device on its own (the
 //! weights read-only to worker processes, scratch private) and pinned or not on its own.
-//! The history is a [`Tape`] or, for a paged KV cache, a Grid of fixed cells carved from
-//! one.
+//! The history is a [`Tape`] or, for a paged KV cache, a [`Grid`] of fixed cells carved
+//! from one.
 //!
 //! # Why it is correct
 //!
@@ -25,8 +25,15 @@
 //! [`Tape::take`] must be dropped by the caller, as the Tape documents. The weights are
 //! never cleared by the Layout: only dropping it frees them.
 //!
+//! A paged history is a [`Grid`] carved from the history Tape: cells are taken and given
+//! back (or detached as [`CellId`](crate::CellId)s in block tables) by the Grid's own
+//! lock-free rules; [`clear_talk`](Layout::clear_talk) clears the Grid, which makes every
+//! outstanding id stale, so a block table kept past the conversation is caught, not
+//! silently reused.
+//!
 //! [`stat`](Layout::stat) reads counters the tapes keep for their own work (each Tape's
-//! head and peak): taking a Stat costs a few loads, and no take path pays anything for it.
+//! head and peak, the Grid's cells in use and its peak): taking a Stat costs a few loads,
+//! and no take path pays anything for it.
 
 mod builder;
 mod model;
@@ -43,6 +50,7 @@ pub use stat::Stat;
 use std::fmt;
 
 use crate::error::MemError;
+use crate::grid::Grid;
 use crate::tape::Tape;
 
 /// The memory of one model in an inference runtime: **weights**, **scratch** and
@@ -94,6 +102,7 @@ pub struct Layout {
 /// The history: a Tape, or a Grid of cells carved from one.
 enum History {
     Tape(Tape),
+    Grid(Grid),
 }
 
 impl Layout {
@@ -142,11 +151,55 @@ impl Layout {
     }
 
     /// The history tape (the KV cache), cleared by [`clear_talk`](Layout::clear_talk).
-    /// With a Grid history, the Tape the Grid's cells are carved from.
+    ///
+    /// With a paged history, the Tape the Grid's cells are carved from: its
+    /// [`block`](Tape::block) is the history's Block, and takes from it get what the cells
+    /// left of it (the page rounding), which [`clear_talk`](Layout::clear_talk) does not
+    /// free (it frees the cells).
     #[inline]
     pub fn history(&self) -> &Tape {
         match &self.history {
             History::Tape(tape) => tape,
+            History::Grid(grid) => grid.tape(),
+        }
+    }
+
+    /// The history's Grid of KV cells, if the Layout was built with
+    /// [`history_cells`](LayoutBuilder::history_cells) (a paged history).
+    ///
+    /// ```
+    /// use unimem::{Layout, Pin};
+    ///
+    /// let mut layout = Layout::builder(4096, 4096, 0)
+    ///     .history_cells(1024, 8)
+    ///     .pin(Pin::BestEffort)
+    ///     .build()?;
+    /// let grid = layout.history_grid().unwrap();
+    /// let id = grid.try_take()?.into_id(); // one cell of a sequence's block table
+    /// assert_eq!(layout.stat().history_used, 1024);
+    ///
+    /// layout.clear_talk(); // every cell free again; `id` is stale
+    /// let grid = layout.history_grid().unwrap();
+    /// assert_eq!(grid.in_use(), 0);
+    /// assert!(grid.release(id).is_err());
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    #[inline]
+    pub fn history_grid(&self) -> Option<&Grid> {
+        match &self.history {
+            History::Tape(_) => None,
+            History::Grid(grid) => Some(grid),
+        }
+    }
+
+    /// The history's Grid, mutably: for [`Grid::cell_mut`] and
+    /// [`Grid::cell_slice_mut`], which write a detached cell (a [`CellId`](crate::CellId))
+    /// through a safe slice. `None` for a Tape history.
+    #[inline]
+    pub fn history_grid_mut(&mut self) -> Option<&mut Grid> {
+        match &mut self.history {
+            History::Tape(_) => None,
+            History::Grid(grid) => Some(grid),
         }
     }
 
@@ -157,12 +210,14 @@ impl Layout {
         self.scratch.clear();
     }
 
-    /// Frees scratch and the history, at the end of a conversation. O(1) for a Tape
-    /// history; the weights are untouched.
+    /// Frees scratch and the history, at the end of a conversation: the weights are
+    /// untouched. O(1) for a Tape history; O(cells) for a Grid history, every cell free
+    /// again and every outstanding [`CellId`](crate::CellId) stale (see [`Grid::clear`]).
     pub fn clear_talk(&mut self) {
         self.scratch.clear();
         match &mut self.history {
             History::Tape(tape) => tape.clear(),
+            History::Grid(grid) => grid.clear(),
         }
     }
 
@@ -176,6 +231,17 @@ impl Layout {
     pub fn stat(&self) -> Stat {
         let (history_used, history_peak, history_total, history_cell) = match &self.history {
             History::Tape(tape) => (tape.used(), tape.peak(), tape.total(), 0),
+            // Cell counts times the cell size: no product overflows, the cells fit in the
+            // Block.
+            History::Grid(grid) => {
+                let cell = grid.cell_size();
+                (
+                    grid.in_use() * cell,
+                    grid.peak_in_use() * cell,
+                    grid.total() * cell,
+                    cell,
+                )
+            }
         };
         Stat {
             weights_used: self.weights.used(),
@@ -199,6 +265,7 @@ impl fmt::Debug for Layout {
             .field("scratch", &self.scratch);
         match &self.history {
             History::Tape(tape) => s.field("history", tape),
+            History::Grid(grid) => s.field("history", grid),
         };
         s.finish()
     }

@@ -183,6 +183,40 @@ impl ModelShape {
         ))
     }
 
+    /// A [`LayoutBuilder`] for this model whose history is a Grid of
+    /// [`cells(tokens)`](ModelShape::cells) cells of
+    /// [`cell_bytes(tokens)`](ModelShape::cell_bytes) bytes each: a paged KV cache.
+    ///
+    /// ```
+    /// use unimem::{ModelShape, Pin};
+    ///
+    /// let tiny = ModelShape {
+    ///     params: 1 << 20,
+    ///     weight_bits: 16,
+    ///     hidden: 256,
+    ///     layers: 4,
+    ///     kv_heads: 2,
+    ///     head_dim: 64,
+    ///     context: 512,
+    ///     kv_bytes: 2,
+    ///     batch: 2,
+    /// };
+    /// let layout = tiny.paged_builder(16)?.pin(Pin::BestEffort).build()?;
+    /// let grid = layout.history_grid().unwrap();
+    /// assert_eq!(grid.total(), 2 * 512 / 16);
+    /// assert_eq!(grid.cell_size(), 4 * 2 * 2 * 64 * 16 * 2);
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`cell_bytes`](ModelShape::cell_bytes) and [`builder`](ModelShape::builder).
+    pub fn paged_builder(&self, tokens: usize) -> Result<LayoutBuilder, MemError> {
+        let cell = self.cell_bytes(tokens)?;
+        let cells = self.cells(tokens)?;
+        Ok(self.builder()?.history_cells(cell, cells))
+    }
+
     /// Every field is at least 1.
     fn check(&self) -> Result<(), MemError> {
         let fields = [

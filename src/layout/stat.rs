@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 /// its three tapes. Made by [`Layout::stat`](crate::Layout::stat).
 ///
 /// - `*_used`: bytes taken now, alignment padding included (for a paged history: cells in
-///   use times the cell size);
+///   use, held by Cells, detached ids or GridLane caches, times the cell size);
 /// - `*_peak`: the most bytes ever in use at once, across clears (monotone);
 /// - `*_total`: every byte the tape can hand out (for a paged history: all cells).
 ///

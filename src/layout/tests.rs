@@ -183,3 +183,161 @@ fn debug_names_the_tapes() {
     let text = format!("{layout:?}");
     assert!(text.contains("weights") && text.contains("scratch") && text.contains("history"));
 }
+
+fn paged(cell_size: usize, cells: usize) -> Layout {
+    Layout::builder(4096, 4096, 0)
+        .history_cells(cell_size, cells)
+        .pin(Pin::BestEffort)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_paged_history_is_a_grid_on_its_own_block() {
+    let layout = paged(1000, 10);
+    let grid = layout.history_grid().unwrap();
+    assert_eq!((grid.total(), grid.cell_size()), (10, 1024));
+    assert_eq!(layout.history().block().id(), grid.tape().block().id());
+    assert_eq!(layout.history().block().name(), "unimem.history");
+    assert_eq!(
+        layout.history().total(),
+        10240usize.next_multiple_of(crate::page_size())
+    );
+    let stat = layout.stat();
+    assert_eq!(
+        (stat.history_used, stat.history_total, stat.history_cell),
+        (0, 10 * 1024, 1024)
+    );
+    assert!(layout.history().block().id() != layout.scratch().block().id());
+    let tape_layout = layout_with_tape_history();
+    assert!(tape_layout.history_grid().is_none());
+}
+
+fn layout_with_tape_history() -> Layout {
+    layout(4096, 4096, 4096)
+}
+
+#[test]
+fn clear_pass_keeps_cells_and_clear_talk_frees_them() {
+    let mut layout = paged(256, 8);
+    let (a, b) = {
+        let grid = layout.history_grid().unwrap();
+        (
+            grid.take().unwrap().into_id(),
+            grid.take().unwrap().into_id(),
+        )
+    };
+    layout
+        .history_grid_mut()
+        .unwrap()
+        .cell_mut(a)
+        .unwrap()
+        .fill(7);
+    layout.scratch().take(100, 64).unwrap();
+    layout.clear_pass();
+    let stat = layout.stat();
+    assert_eq!((stat.scratch_used, stat.history_used), (0, 2 * 256));
+    assert_eq!(
+        layout.history_grid_mut().unwrap().cell_mut(a).unwrap()[0],
+        7
+    );
+
+    layout.history_grid().unwrap().release(b).unwrap();
+    assert_eq!(layout.stat().history_used, 256);
+    layout.clear_talk();
+    let stat = layout.stat();
+    assert_eq!((stat.history_used, stat.history_peak), (0, 2 * 256));
+    // Ids from before the clear are stale.
+    let grid = layout.history_grid().unwrap();
+    assert!(matches!(grid.release(a), Err(MemError::StaleCell { .. })));
+    assert_eq!(grid.free(), 8);
+}
+
+#[test]
+fn every_cell_can_be_taken_and_written() {
+    let mut layout = paged(100, 6);
+    let ids: Vec<_> = {
+        let grid = layout.history_grid().unwrap();
+        std::iter::from_fn(|| grid.take().map(|c| c.into_id())).collect()
+    };
+    assert_eq!(ids.len(), 6);
+    let stat = layout.stat();
+    assert_eq!((stat.history_used, stat.history_total), (6 * 128, 6 * 128));
+    let grid = layout.history_grid_mut().unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        grid.cell_mut(id).unwrap().fill(i as u8);
+    }
+    for (i, &id) in ids.iter().enumerate() {
+        assert!(grid.cell_mut(id).unwrap().iter().all(|&b| b == i as u8));
+    }
+    assert!(matches!(
+        layout.history_grid().unwrap().try_take(),
+        Err(MemError::GridFull { cells: 6 })
+    ));
+}
+
+#[test]
+fn bad_grids_open_nothing() {
+    let build = |cell_size, cells| {
+        Layout::builder(4096, 4096, 4096)
+            .history_cells(cell_size, cells)
+            .pin(Pin::BestEffort)
+            .build()
+    };
+    assert!(matches!(build(0, 8), Err(MemError::EmptyGrid { .. })));
+    assert!(matches!(build(64, 0), Err(MemError::EmptyGrid { .. })));
+    assert!(matches!(
+        build(usize::MAX / 2, 4),
+        Err(MemError::GridOverflow { .. })
+    ));
+    // A history Block of one's own, too small for the cells.
+    let small = Block::builder(4096).pin(Pin::BestEffort).open().unwrap();
+    assert!(matches!(
+        Layout::builder(4096, 4096, 0)
+            .history_block(small)
+            .history_cells(4096, 2)
+            .pin(Pin::BestEffort)
+            .build(),
+        Err(MemError::TapeFull { .. })
+    ));
+    // One that fits: the Grid is carved from it, keeping its name.
+    let kv = Block::builder(8192)
+        .pin(Pin::BestEffort)
+        .name("kv")
+        .open()
+        .unwrap();
+    let layout = Layout::builder(4096, 4096, 0)
+        .history_block(kv)
+        .history_cells(4096, 2)
+        .pin(Pin::BestEffort)
+        .build()
+        .unwrap();
+    assert_eq!(layout.history().block().name(), "kv");
+    assert_eq!(layout.history_grid().unwrap().total(), 2);
+}
+
+#[test]
+fn threads_take_cells_and_scratch_at_once() {
+    let layout = paged(64, 64);
+    let threads = if cfg!(miri) { 2 } else { 4 };
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let grid = layout.history_grid().unwrap();
+                for _ in 0..8 {
+                    let mut cell = grid.take().unwrap();
+                    cell.bytes().fill(1);
+                    layout.scratch().take_slice::<u32>(4).unwrap().fill(2);
+                    ids.lock().unwrap().push(cell.into_id());
+                }
+            });
+        }
+    });
+    let ids = ids.into_inner().unwrap();
+    assert_eq!(layout.stat().history_used, threads * 8 * 64);
+    let mut indices: Vec<u32> = ids.iter().map(|id| id.index()).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), threads * 8);
+}
