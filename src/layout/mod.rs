@@ -100,6 +100,10 @@ pub struct Layout {
 }
 
 /// The history: a Tape, or a Grid of cells carved from one.
+///
+/// Not boxed although the Grid is larger: there is one Layout per model, and a box would
+/// add a pointer chase to every cell take.
+#[allow(clippy::large_enum_variant)]
 enum History {
     Tape(Tape),
     Grid(Grid),
