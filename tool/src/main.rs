@@ -3,6 +3,7 @@
 
 mod block;
 mod grid;
+mod layout;
 mod machine;
 mod report;
 mod tape;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     grid::exercise(&mut report);
+    layout::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     if args.json {
         println!("{:#}", report.to_json());
     } else {
