@@ -41,7 +41,8 @@ use crate::error::MemError;
 /// caches up to `2 * batch` cells that other threads cannot take, and which
 /// [`Grid::free`] counts as in use: with `t` lanes, up to `2 * t * batch` cells sit in
 /// caches. 32 to 64 suits a Grid of thousands of cells; `batch` is capped at the Grid's
-/// cell count, and 0 makes the lane a pass-through to the shared stack.
+/// cell count and at [`GridLane::MAX_BATCH`], and 0 makes the lane a pass-through to the
+/// shared stack.
 ///
 /// `GridLane` is `Send` (move it to the thread that uses it) but not `Sync`:
 ///
@@ -83,6 +84,10 @@ pub struct GridLane<'g> {
 }
 
 impl<'g> GridLane<'g> {
+    /// The largest `batch`: a refill walks `batch` links before its one compare-exchange,
+    /// and the cache is `8 * batch` bytes, allocated when the lane is made.
+    pub const MAX_BATCH: usize = 1 << 16;
+
     pub(super) fn new(grid: &'g Grid, batch: usize) -> GridLane<'g> {
         GridLane {
             grid,

@@ -547,10 +547,12 @@ impl Grid {
 
     /// A [`GridLane`] for this thread: a cache of up to `2 * batch` free cells that takes
     /// and gives without atomics, refilling and spilling `batch` cells with one
-    /// compare-exchange each. `batch` is capped at the number of cells; 0 makes every take
-    /// and give go to the shared stack. Making a lane takes no cells yet.
+    /// compare-exchange each. `batch` is capped at the number of cells and at
+    /// [`GridLane::MAX_BATCH`]; 0 makes every take and give go to the shared stack. Making
+    /// a lane takes no cells yet.
     pub fn lane(&self, batch: usize) -> GridLane<'_> {
-        GridLane::new(self, batch.min(self.cells as usize))
+        let batch = batch.min(self.cells as usize).min(GridLane::MAX_BATCH);
+        GridLane::new(self, batch)
     }
 
     /// Frees every cell: all cells are free again, 0 on top, and every outstanding
