@@ -179,7 +179,9 @@ fn open(model: &ModelShape) -> Result<(Layout, Option<MemError>), MemError> {
     };
     match build(Pin::Required) {
         Ok(layout) => Ok((layout, None)),
-        Err(err @ MemError::LockRefused { .. }) => Ok((build(Pin::BestEffort)?, Some(err))),
+        Err(err @ (MemError::LockRefused { .. } | MemError::PinUnsupported { .. })) => {
+            Ok((build(Pin::BestEffort)?, Some(err)))
+        }
         Err(err) => Err(err),
     }
 }
