@@ -225,7 +225,8 @@ impl Layout {
         }
     }
 
-    /// Bytes in all three tapes.
+    /// Bytes the three tapes can hand out: [`stat().total()`](Stat::total) (for a paged
+    /// history, its cells).
     pub fn total(&self) -> usize {
         self.stat().total()
     }
