@@ -382,6 +382,21 @@ pub enum MemError {
         /// The `IOSurfaceID` of the surface.
         id: u32,
     },
+    /// A model description given to size a [`Layout`](crate::Layout) has a zero where a
+    /// count is needed.
+    ModelZero {
+        /// The [`ModelShape`](crate::ModelShape) field that is zero, e.g. `"layers"`.
+        field: &'static str,
+    },
+    /// A model description whose tape sizes exceed `isize::MAX` bytes, the most any memory
+    /// can hold.
+    ModelOverflow {
+        /// The size that overflows: `"weights"`, `"scratch"`, `"history"` or
+        /// `"history cell"`.
+        part: &'static str,
+        /// The size needed, as a power of two: about `2^log2` bytes.
+        log2: u32,
+    },
 }
 
 /// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.
@@ -794,6 +809,17 @@ impl fmt::Display for MemError {
                 f,
                 "IOSurfaceCreateMachPort returned no port for IOSurface {id}; this task may be \
                  out of port names: look for leaked MachPort values (each one is a send right)"
+            ),
+            MemError::ModelZero { field } => write!(
+                f,
+                "the model description has {field} = 0: every count must be at least 1 \
+                 (a batch of 1, a context of 1 token, ...)"
+            ),
+            MemError::ModelOverflow { part, log2 } => write!(
+                f,
+                "the {part} of this model needs about 2^{log2} bytes, more than any memory can \
+                 hold (isize::MAX, about 2^63): check the model description for a wrong unit \
+                 or an extra factor"
             ),
         }
     }

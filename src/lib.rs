@@ -15,6 +15,7 @@ mod error;
 mod ffi;
 #[allow(unsafe_code)]
 mod grid;
+mod layout;
 mod limits;
 mod padded;
 mod page;
@@ -29,6 +30,7 @@ pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 pub use block::{ReadOnlyBlock, Share};
 pub use error::{MemError, MemoryLimit};
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
+pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

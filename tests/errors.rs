@@ -555,6 +555,24 @@ fn tape_full() {
 }
 
 #[test]
+fn model_zero() {
+    let t = text(MemError::ModelZero { field: "layers" });
+    assert!(t.contains("layers = 0") && t.contains("at least 1"), "{t}");
+}
+
+#[test]
+fn model_overflow() {
+    let t = text(MemError::ModelOverflow {
+        part: "history",
+        log2: 70,
+    });
+    assert!(
+        t.contains("history") && t.contains("2^70") && t.contains("isize::MAX"),
+        "{t}"
+    );
+}
+
+#[test]
 fn empty_grid() {
     let t = text(MemError::EmptyGrid {
         cell_size: 0,

@@ -5,6 +5,7 @@ mod block;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod grid;
+mod layout;
 mod machine;
 mod report;
 mod share;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     grid::exercise(&mut report);
+    layout::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     share::exercise(&mut report, args.share_mib.saturating_mul(1 << 20));
     #[cfg(feature = "cuda")]
     cuda::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
