@@ -54,6 +54,11 @@ impl ReadOnlyBlock {
         unsafe { std::slice::from_raw_parts(self.base().as_ptr().cast::<T>(), len) }
     }
 
+    /// Gives up the views, keeping the memory: for a read-only Tape.
+    pub(crate) fn into_extent(self) -> Extent {
+        self.extent
+    }
+
     /// The bytes as `f32`s.
     pub fn as_f32(&self) -> &[f32] {
         self.as_slice()
@@ -91,25 +96,11 @@ impl ReadOnlyBlock {
     /// exceeds the size (or overflows); [`ReadMisaligned`](MemError::ReadMisaligned) if
     /// `offset` is not a multiple of `align_of::<T>()`.
     pub fn read<T: Pod>(&self, offset: usize, len: usize) -> Result<&[T], MemError> {
-        let size = self.size();
-        let elem = size_of::<T>();
-        let end = len
-            .checked_mul(elem)
-            .and_then(|bytes| bytes.checked_add(offset));
-        if end.is_none_or(|end| end > size) {
-            return Err(out_of_bounds(offset, len, elem, size));
-        }
-        // Checked after the bounds, so the base pointer below is in range; `view_len` also
-        // rejects zero-sized and over-aligned `T` at compile time.
-        let _ = view_len::<T>(size);
-        let align = align_of::<T>();
-        if offset % align != 0 {
-            return Err(MemError::ReadMisaligned { offset, align });
-        }
+        check_read::<T>(self.size(), offset, len)?;
         // SAFETY:
-        // - offset + len * size_of::<T>() <= size (checked above), inside the mapping, which
+        // - offset + len * size_of::<T>() <= size (`check_read`), inside the mapping, which
         //   is readable for as long as `self` lives and cannot shrink (sealed);
-        // - base is page aligned and offset a multiple of align_of::<T>() (checked above),
+        // - base is page aligned and offset a multiple of align_of::<T>() (`check_read`),
         //   so the pointer is aligned for T;
         // - every bit pattern is a valid `T: Pod`, and no `&mut` to the bytes exists here.
         unsafe {
@@ -117,6 +108,25 @@ impl ReadOnlyBlock {
             Ok(std::slice::from_raw_parts(ptr, len))
         }
     }
+}
+
+/// Checks a read of `len` values of `T` at `offset` in `size` bytes starting page aligned:
+/// in bounds (without overflow) and aligned for `T`. Zero-sized and over-aligned `T` are
+/// rejected at compile time (`view_len`).
+pub(crate) fn check_read<T>(size: usize, offset: usize, len: usize) -> Result<(), MemError> {
+    let elem = size_of::<T>();
+    let end = len
+        .checked_mul(elem)
+        .and_then(|bytes| bytes.checked_add(offset));
+    if end.is_none_or(|end| end > size) {
+        return Err(out_of_bounds(offset, len, elem, size));
+    }
+    let _ = view_len::<T>(size);
+    let align = align_of::<T>();
+    if offset % align != 0 {
+        return Err(MemError::ReadMisaligned { offset, align });
+    }
+    Ok(())
 }
 
 #[cold]
