@@ -13,12 +13,20 @@ use bytemuck::Pod;
 use super::{Extent, view_len};
 use crate::error::MemError;
 
-/// A Block another process shared, mapped read-only in this one. Linux only.
+/// A Block mapped read-only in this process: another process's share, or this process's
+/// own Block after [`freeze`](crate::Block::freeze). Linux only.
 ///
-/// Made by [`Block::import_read_only`](crate::Block::import_read_only). The pages are the
-/// sharer's own (no copy); the mapping is `PROT_READ`, and for a read-only share the memfd
-/// is sealed (`F_SEAL_FUTURE_WRITE`) so that no process can map it writable again. Views
-/// take `&self`; there are none that take `&mut self`.
+/// Made by [`Block::import_read_only`](crate::Block::import_read_only),
+/// [`Block::freeze`](crate::Block::freeze) or [`Block::into_read_only`](crate::Block::into_read_only).
+/// The pages are the sharer's own (no copy); the mapping is `PROT_READ`, and for a
+/// read-only share the memfd is sealed (`F_SEAL_FUTURE_WRITE`) so that no process can map
+/// it writable again. Views take `&self`; there are none that take `&mut self`.
+///
+/// If the Block is **frozen** ([`is_frozen`](Extent::is_frozen)), no process can change its
+/// bytes, and the views are sound with no protocol between the processes. If not, the
+/// process that shared it may still write them, and the views rely on the processes'
+/// protocol (write, then tell; `specs/share.md`, "Soundness across processes");
+/// [`freeze`](ReadOnlyBlock::freeze) makes it frozen once no process maps it writable.
 ///
 /// It dereferences to its [`Extent`] like a [`Block`](crate::Block) does, for `address()`,
 /// `size()`, `id()`, `is_pinned()`, `access()` (always [`Access::ReadOnly`]) and the file
