@@ -120,12 +120,14 @@ impl Mapping {
             Access::ReadOnly => libc::PROT_READ,
         };
         // A shared mapping of an `O_RDWR` descriptor counts as writable, even `PROT_READ`,
-        // unless the file had a write seal when it was made (seals are only ever added, so
-        // reading them before `mmap` can only err towards "writable").
+        // unless the file had a write seal when it was made. Seals are only ever added, so
+        // reading them before `mmap` can only err towards "writable", as does a failed read.
+        let write_seals = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
         let may_write = match access {
             Access::ReadWrite => true,
-            Access::ReadOnly => ffi::get_seals(fd.as_fd())
-                .is_ok_and(|seals| seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) == 0),
+            Access::ReadOnly => {
+                ffi::get_seals(fd.as_fd()).map_or(true, |seals| seals & write_seals == 0)
+            }
         };
         let base = ffi::mmap_shared(fd.as_fd(), len, prot).map_err(os("mmap"))?;
         let mut map = Mapping {
