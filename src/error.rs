@@ -629,7 +629,8 @@ impl fmt::Display for MemError {
                  part of the range is already registered in this process \
                  (CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED, 712). A Block is registered once \
                  per process and the registration serves every device: keep using the live \
-                 registration, or drop it before registering again",
+                 registration (a kept one's device pointer is `Extent::cuda_device_ptr`), \
+                 or drop it before registering again",
                 Bytes(size as u64)
             ),
             MemError::Cuda {

@@ -1,6 +1,9 @@
 //! CUDA zero-copy (feature `cuda`): a registered Block is written by the GPU and read by the
-//! CPU, written by the CPU and read by the GPU, whole and at page offsets; double
-//! registration, bad devices and the drop order are checked.
+//! CPU, written by the CPU and read by the GPU, whole, at page offsets, and for a Tape's takes
+//! and a Grid's cells at nonzero offsets; double registration, bad devices, the drop order
+//! and kept registrations (`CudaBlock::keep`, surviving `Tape::clear`) are checked. On Linux
+//! a read-only import registers read-only, and a Block shared to an `exec`'d child is
+//! registered and written by the GPU there.
 //!
 //! Without a CUDA driver every test that needs a GPU says so on stderr
 //! (`skipped: no CUDA driver: ...`, written past the test harness's capture, so it shows in
@@ -16,7 +19,7 @@ use std::io::Write as _;
 
 use common::{assert_child_passes, is_child};
 use unimem::cuda::{Attribute, Context, CudaBlock, DeviceMemory, Driver, HostMemory};
-use unimem::{Block, MemError, page_size};
+use unimem::{Block, Grid, MemError, Tape, page_size};
 
 const MIB: usize = 1 << 20;
 
@@ -73,14 +76,24 @@ fn register<'b>(block: &'b Block, driver: &Driver) -> CudaBlock<'b> {
 /// from the Block's device pointer into device memory, then back into a separate host
 /// buffer.
 fn gpu_read(registered: &CudaBlock<'_>, offset: usize, len: usize) -> Vec<u8> {
-    let context = registered.context();
-    let scratch: DeviceMemory<'_> = context.alloc(len).unwrap();
-    let mut out = vec![0u8; len];
     let src = registered.device_ptr_at(offset).unwrap();
     assert!(registered.device_ptr_at(offset + len - 1).is_some());
     // SAFETY: `src..src + len` lies inside the registered Block (checked above), which no
-    // one writes meanwhile (the registration borrows it shared); the scratch memory and
-    // `out` are this function's own.
+    // one writes meanwhile (the registration borrows it shared).
+    unsafe { gpu_read_at(registered.context(), src, len) }
+}
+
+/// Reads `len` bytes at device address `src` on the GPU, as [`gpu_read`] does.
+///
+/// # Safety
+///
+/// `src..src + len` is device-accessible memory of this process that nothing writes during
+/// the call.
+unsafe fn gpu_read_at(context: &Context, src: u64, len: usize) -> Vec<u8> {
+    let scratch: DeviceMemory<'_> = context.alloc(len).unwrap();
+    let mut out = vec![0u8; len];
+    // SAFETY: the caller vouches for the source; the scratch memory and `out` are this
+    // function's own.
     unsafe {
         context.copy(scratch.device_ptr(), src, len).unwrap();
         context
@@ -417,4 +430,357 @@ fn registration_types_are_send_and_sync() {
     check::<Driver>();
     check::<Context>();
     check::<CudaBlock<'static>>();
+}
+
+#[test]
+fn tape_takes_at_nonzero_offsets() {
+    let Some(driver) = gpu("tape_takes_at_nonzero_offsets") else {
+        return;
+    };
+    let page = page_size();
+    let tape = Tape::start(MIB).unwrap();
+    // The Tape lends its Block as `&Extent`; takes go on while it is registered.
+    let registered = tape.block().register_cuda(&driver, 0).unwrap();
+    let before = tape.take(100, 8).unwrap();
+    let len = 2 * page + 10; // crosses two page boundaries
+    let take = tape.take(len, 16).unwrap();
+    let after = tape.take(page, page).unwrap();
+    let offset = tape.offset_of(take).unwrap();
+    assert!(offset > 0 && offset % page != 0, "offset {offset}");
+    // SAFETY: `before` and `after` are takes of 100 and `page` bytes, unaliased.
+    unsafe {
+        before.write_bytes(0xAA, 100);
+        after.write_bytes(0xBB, page);
+    }
+
+    // The GPU writes the take through `device_ptr_of`; the CPU sees it, and only it.
+    let dst = registered.device_ptr_of(take).unwrap();
+    assert_eq!(dst, registered.device_ptr() + offset as u64);
+    // SAFETY: the take's `len` bytes, inside the Block; no reference to them is alive.
+    unsafe { registered.context().memset_d8(dst, 0x3C, len).unwrap() };
+    // SAFETY: the takes are valid for their sizes, and the GPU is done (memset waited).
+    let (seen, before, after) = unsafe {
+        (
+            std::slice::from_raw_parts(take, len),
+            std::slice::from_raw_parts(before, 100),
+            std::slice::from_raw_parts(after, page),
+        )
+    };
+    assert!(seen.iter().all(|&b| b == 0x3C), "GPU fill of the take");
+    assert!(before.iter().all(|&b| b == 0xAA), "take before it touched");
+    assert!(after.iter().all(|&b| b == 0xBB), "take after it touched");
+
+    // The CPU writes the take; the GPU reads it at the take's offset.
+    let expect: Vec<u8> = (0..len).map(|i| pattern(i + 7)).collect();
+    // SAFETY: the take, unaliased: the shared view `seen` is not used after this.
+    unsafe { std::ptr::copy_nonoverlapping(expect.as_ptr(), take, len) };
+    assert!(
+        gpu_read(&registered, offset, len) == expect,
+        "GPU read of the take"
+    );
+
+    // A typed take, written by the CPU through the safe view, read by the GPU.
+    let words = tape.take_slice::<u32>(1000).unwrap();
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = 0x0100_0000 + i as u32;
+    }
+    let offset = tape.offset_of(words.as_ptr()).unwrap();
+    assert!(offset > 0);
+    let read = gpu_read(&registered, offset, 4000);
+    assert!(
+        read.chunks_exact(4)
+            .enumerate()
+            .all(|(i, w)| u32::from_ne_bytes(w.try_into().unwrap()) == 0x0100_0000 + i as u32),
+        "GPU read of a typed take"
+    );
+}
+
+#[test]
+fn grid_cells_at_nonzero_offsets() {
+    let Some(driver) = gpu("grid_cells_at_nonzero_offsets") else {
+        return;
+    };
+    let tape = Tape::start(MIB).unwrap();
+    let _header = tape.take(1000, 8).unwrap(); // the cells start past it
+    let grid = Grid::over(tape, 3000, 16).unwrap(); // cells cross page boundaries
+    let registered = grid.tape().block().register_cuda(&driver, 0).unwrap();
+    let mut first = grid.take().unwrap();
+    let mut cell = grid.take().unwrap();
+    let mut last = grid.take().unwrap();
+    first.bytes().fill(0x11);
+    last.bytes().fill(0x22);
+    let offset = cell.offset();
+    assert!(offset > 0, "offset {offset}");
+    assert_eq!(grid.cell_offset(cell.index()), Some(offset));
+    assert_eq!(
+        registered.device_ptr_of(cell.address()),
+        Some(registered.device_ptr() + offset as u64)
+    );
+
+    // The GPU fills the cell through `device_ptr() + cell.offset()`; the CPU sees it.
+    // SAFETY: the cell's bytes, inside the Block; no view of them is alive during the call.
+    unsafe {
+        registered
+            .context()
+            .memset_d8(registered.device_ptr() + offset as u64, 0x7E, cell.size())
+            .unwrap();
+    }
+    assert!(
+        cell.as_slice::<u8>().iter().all(|&b| b == 0x7E),
+        "GPU fill of the cell"
+    );
+    assert!(
+        first.as_slice::<u8>().iter().all(|&b| b == 0x11),
+        "cell before touched"
+    );
+    assert!(
+        last.as_slice::<u8>().iter().all(|&b| b == 0x22),
+        "cell after touched"
+    );
+
+    // The CPU writes the cell; the GPU reads it at the cell's offset.
+    for (i, b) in cell.bytes().iter_mut().enumerate() {
+        *b = pattern(i + 3);
+    }
+    let read = gpu_read(&registered, offset, cell.size());
+    assert!(read == cell.as_slice::<u8>(), "GPU read of the cell");
+}
+
+/// `CudaBlock::keep`, in a process of its own (the primary context's state is
+/// process-wide): the registration outlives the borrow, survives `Tape::clear`, and is
+/// unregistered when the Tape drops, releasing its context retain; the same addresses then
+/// register again.
+#[test]
+fn kept_registration_survives_clear_and_ends_with_the_block() {
+    const NAME: &str = "kept_registration_survives_clear_and_ends_with_the_block";
+    if !is_child(NAME) {
+        if gpu(NAME).is_some() {
+            let out = common::run_child(NAME);
+            common::assert_passed(NAME, &out);
+            // The child's notes (where the new Block landed), past the harness's capture.
+            let _ = std::io::stderr().write_all(&out.stderr);
+        }
+        return;
+    }
+    let driver = Driver::load().unwrap();
+    let device = driver.device(0).unwrap();
+    let page = page_size();
+    assert!(
+        !device.is_primary_context_active().unwrap(),
+        "fresh process"
+    );
+
+    // 1. Nothing else holds the context: dropping the Tape gives the kept retain back.
+    let tape = Tape::start(MIB).unwrap();
+    let base = tape.block().register_cuda(&driver, 0).unwrap().keep();
+    assert!(device.is_primary_context_active().unwrap());
+    assert_eq!(tape.block().cuda_device_ptr(), Some(base));
+    assert_eq!(tape.block().cuda_context().unwrap().device().ordinal(), 0);
+    drop(tape);
+    assert!(
+        !device.is_primary_context_active().unwrap(),
+        "the kept registration's retain was released when the Tape dropped"
+    );
+
+    // 2. With the context held (so it outlives the registrations): register once, keep,
+    // and take, fill, read and clear, round after round.
+    let context = device.context().unwrap();
+    let mut tape = Tape::over(Block::builder(MIB).name("unimem-cuda-keep").open().unwrap());
+    let base = tape.block().register_cuda(&driver, 0).unwrap().keep();
+    let address = tape.block().address();
+    let size = tape.block().size();
+    for round in 1..=3u8 {
+        let _skip = tape.take(64 * usize::from(round), 64).unwrap();
+        let len = 3 * page + 5;
+        let take = tape.take(len, 64).unwrap();
+        let offset = tape.offset_of(take).unwrap();
+        assert!(offset > 0);
+        // SAFETY: the take's bytes, inside the Block; no reference to them is alive.
+        unsafe {
+            context
+                .memset_d8(base + offset as u64, 0x40 + round, len)
+                .unwrap()
+        };
+        // SAFETY: the take is valid for `len` bytes; the GPU is done.
+        let seen = unsafe { std::slice::from_raw_parts(take, len) };
+        assert!(
+            seen.iter().all(|&b| b == 0x40 + round),
+            "round {round}: GPU fill"
+        );
+        let expect: Vec<u8> = (0..len).map(|i| pattern(i) ^ round).collect();
+        // SAFETY: the take, unaliased: `seen` is not used after this.
+        unsafe { std::ptr::copy_nonoverlapping(expect.as_ptr(), take, len) };
+        // SAFETY: inside the kept registration; nothing writes it during the call.
+        let read = unsafe { gpu_read_at(&context, base + offset as u64, len) };
+        assert!(read == expect, "round {round}: GPU read");
+        tape.clear(); // `&mut Tape`: no borrow is left, the registration stays
+        assert_eq!(tape.block().cuda_device_ptr(), Some(base));
+    }
+
+    // A second registration while one is kept: the precise error, the kept one intact.
+    assert_eq!(
+        tape.block().register_cuda(&driver, 0).unwrap_err(),
+        MemError::CudaAlreadyRegistered {
+            device: 0,
+            address: address as usize,
+            size,
+        }
+    );
+    // SAFETY: the whole Block, through the kept registration; no view of it is alive.
+    unsafe { context.memset_d8(base, 0x99, size).unwrap() };
+
+    // 3. Dropping the Tape unregisters, then unmaps and closes: no mapping is left, and a
+    // new Block at the same address registers (a leaked registration would give 712).
+    drop(tape);
+    assert!(!common::memfd_mapped("unimem-cuda-keep"), "mapping left");
+    let block = Block::open(MIB).unwrap();
+    eprintln!(
+        "{NAME}: new Block at {:p}, the dropped one was at {address:p} ({})",
+        block.address(),
+        if block.address() == address {
+            "same address"
+        } else {
+            "another address"
+        }
+    );
+    let again = block.register_cuda(&driver, 0).unwrap().keep();
+    // SAFETY: the whole new Block, through its kept registration; no view of it is alive.
+    unsafe { context.memset_d8(again, 0x24, block.size()).unwrap() };
+    assert!(block.as_bytes().iter().all(|&b| b == 0x24));
+    drop(block);
+    drop(context);
+    assert!(
+        !device.is_primary_context_active().unwrap(),
+        "every retain released"
+    );
+}
+
+/// Sharing: a read-only import registers read-only, and a Block shared to an `exec`'d child
+/// is registered and written by the GPU there.
+#[cfg(target_os = "linux")]
+mod shared {
+    use std::os::unix::net::UnixStream;
+
+    use super::{MIB, common, gpu, gpu_read, pattern, register};
+    use common::{Peer, ack, is_child, parent_socket};
+    use unimem::cuda::{Attribute, Driver};
+    use unimem::{Access, Block, Pin, Share, page_size};
+
+    const READ_ONLY: &str = "shared::read_only_import_registers_read_only_and_sees_the_owners_data";
+
+    #[test]
+    fn read_only_import_registers_read_only_and_sees_the_owners_data() {
+        let Some(driver) = gpu(READ_ONLY) else {
+            return;
+        };
+        let page = page_size();
+        let mut owner = Block::builder(2 * MIB)
+            .name("unimem-cuda-ro")
+            .open()
+            .unwrap();
+        for (i, b) in owner.as_bytes_mut().iter_mut().enumerate() {
+            *b = pattern(i);
+        }
+        let (here, there) = UnixStream::pair().unwrap();
+        owner.share(Access::ReadOnly).unwrap().send(&here).unwrap();
+        let import =
+            Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
+        assert_eq!(import.access(), Access::ReadOnly);
+        assert_ne!(import.address(), owner.address(), "a mapping of its own");
+
+        let registered = import.register_cuda(&driver, 0).unwrap();
+        assert!(registered.is_read_only());
+        assert_ne!(
+            registered
+                .device()
+                .attribute(Attribute::ReadOnlyHostRegisterSupported)
+                .unwrap(),
+            0
+        );
+        let size = import.size();
+        for (offset, len) in [(0, size), (page + 3, 2 * page), (size - 1, 1)] {
+            assert!(
+                gpu_read(&registered, offset, len) == owner.as_bytes()[offset..offset + len],
+                "GPU read {len} bytes at {offset} through the read-only import"
+            );
+        }
+        // The owner writes on (its own mapping is writable); the GPU reads the new bytes
+        // through the import's read-only registration.
+        owner.as_bytes_mut().fill(0x6B);
+        assert!(gpu_read(&registered, 0, size).iter().all(|&b| b == 0x6B));
+        drop(registered);
+        // An import drops like any Block: the owner is unaffected.
+        drop(import);
+        assert!(owner.as_bytes().iter().all(|&b| b == 0x6B));
+    }
+
+    const CHILD: &str = "shared::shared_block_is_written_by_the_gpu_in_an_execd_child";
+
+    /// What the child's GPU writes: the whole Block with one word, then a run across a page
+    /// boundary with one byte.
+    fn child_wrote(i: usize) -> u8 {
+        let page = page_size();
+        if (page + 7..3 * page + 7).contains(&i) {
+            0x5C
+        } else {
+            0xD00D_F00Du32.to_ne_bytes()[i % 4]
+        }
+    }
+
+    #[test]
+    fn shared_block_is_written_by_the_gpu_in_an_execd_child() {
+        if is_child(CHILD) {
+            // A fresh process (started with exec): it loads the driver itself.
+            let socket = parent_socket();
+            let block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+            let driver = Driver::load().unwrap();
+            let registered = register(&block, &driver);
+            let page = page_size();
+            // SAFETY: inside the imported Block; no view of its bytes is alive meanwhile.
+            unsafe {
+                let context = registered.context();
+                context
+                    .memset_d32(registered.device_ptr(), 0xD00D_F00D, block.size() / 4)
+                    .unwrap();
+                context
+                    .memset_d8(registered.device_ptr_at(page + 7).unwrap(), 0x5C, 2 * page)
+                    .unwrap();
+            }
+            drop(registered);
+            assert!(
+                block
+                    .as_bytes()
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == child_wrote(i))
+            );
+            ack(&socket);
+            return;
+        }
+        let Some(driver) = gpu(CHILD) else {
+            return;
+        };
+        let block = Block::builder(MIB)
+            .name("unimem-cuda-child")
+            .open()
+            .unwrap();
+        // The parent holds a registration of its own mapping meanwhile: registrations are
+        // per process.
+        let registered = register(&block, &driver);
+        let mut peer = Peer::spawn(CHILD, &[]);
+        block
+            .share(Access::ReadWrite)
+            .unwrap()
+            .send(peer.socket())
+            .unwrap();
+        peer.wait_ack();
+        peer.assert_passes();
+        let bytes = block.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            assert_eq!(b, child_wrote(i), "byte {i} the child's GPU wrote");
+        }
+        // The parent's GPU sees them too, through the parent's registration.
+        let read = gpu_read(&registered, 0, block.size());
+        assert!(read == bytes, "parent's GPU read");
+    }
 }

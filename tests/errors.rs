@@ -220,6 +220,7 @@ fn cuda_already_registered() {
             "already registered",
             "712",
             "drop it",
+            "cuda_device_ptr",
         ],
     );
 }

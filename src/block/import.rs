@@ -115,10 +115,7 @@ fn import(share: Share, access: Access, pin: Pin) -> Result<Extent, MemError> {
     let name = memfd_name(&share);
     let (fd, len) = share.into_parts();
     let map = os::Mapping::import(fd, len, access, pin)?;
-    Ok(Extent {
-        map,
-        name: name.into_boxed_str(),
-    })
+    Ok(Extent::new(map, name.into_boxed_str()))
 }
 
 /// The memfd's name: `/proc/self/fd/N` links to `/memfd:NAME (deleted)`.

@@ -172,10 +172,7 @@ impl Builder {
         }
         let map = os::Mapping::open(len, &self.name, self.pin)?;
         Ok(Block {
-            extent: Extent {
-                map,
-                name: self.name.into_boxed_str(),
-            },
+            extent: Extent::new(map, self.name.into_boxed_str()),
         })
     }
 }
@@ -192,6 +189,35 @@ impl Builder {
 pub struct Extent {
     map: os::Mapping,
     name: Box<str>,
+    /// A CUDA registration kept for the Extent's whole life (`CudaBlock::keep`), dropped
+    /// (unregistered) first in `Drop`, before the mapping is released.
+    #[cfg(feature = "cuda")]
+    pub(crate) cuda: std::sync::OnceLock<crate::cuda::Registration>,
+}
+
+impl Extent {
+    /// The Extent of a fresh mapping: every backend's Blocks, and imports, are made here.
+    fn new(map: os::Mapping, name: Box<str>) -> Extent {
+        Extent {
+            map,
+            name,
+            #[cfg(feature = "cuda")]
+            cuda: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// The release order (specs/README.md, principle 1): first what devices hold, a kept CUDA
+/// registration (synchronize, unregister, release the primary context), then the mapping
+/// itself, which the backend's `Mapping` releases in its own order (on Linux `munlock`,
+/// `munmap`, `close`).
+impl Drop for Extent {
+    fn drop(&mut self) {
+        #[cfg(feature = "cuda")]
+        drop(self.cuda.take());
+        // `map` drops after this body: the pages are released only once no device has them
+        // registered.
+    }
 }
 
 // SAFETY: `Mapping` holds a pointer to process-wide memory it owns exclusively and an fd
@@ -201,7 +227,8 @@ pub struct Extent {
 unsafe impl Send for Extent {}
 // SAFETY: as above; every `&self` method only reads immutable fields, except the Apple
 // `mach_port`, which asks IOSurface for a new send right (an IPC call on the surface,
-// made by any thread of the task).
+// made by any thread of the task), and `CudaBlock::keep`, which sets the kept CUDA
+// registration through a `OnceLock` (thread-safe; the registration is `Send + Sync`).
 unsafe impl Sync for Extent {}
 
 impl Extent {

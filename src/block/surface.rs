@@ -149,10 +149,7 @@ impl Block {
 
     fn from_map(map: os::Mapping) -> Block {
         Block {
-            extent: Extent {
-                map,
-                name: Box::from("unimem"),
-            },
+            extent: Extent::new(map, Box::from("unimem")),
         }
     }
 }

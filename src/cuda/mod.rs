@@ -66,3 +66,4 @@ pub use device_memory::DeviceMemory;
 pub use driver::Driver;
 pub use host_memory::HostMemory;
 pub use registration::CudaBlock;
+pub(crate) use registration::Registration;

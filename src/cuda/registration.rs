@@ -6,24 +6,36 @@
 //! [`Extent::register_cuda`] calls `cuMemHostRegister_v2` on the whole Extent with
 //! `PORTABLE | DEVICEMAP` (and `READ_ONLY` for a read-only mapping), in the device's
 //! primary context, and looks the device pointer up with `cuMemHostGetDevicePointer_v2`.
-//! The returned [`CudaBlock`] borrows the Extent, so the Block can be neither dropped
-//! (unmapped) nor viewed mutably while it is registered; dropping the `CudaBlock`
-//! synchronizes the context, unregisters (`cuMemHostUnregister`) and then releases the
-//! context. The order is therefore always: unregister, then (when the Block drops)
-//! `munlock`, `munmap`, `close`.
+//! The registration itself is a private, owned `Registration`: its `Drop` synchronizes the
+//! context, unregisters (`cuMemHostUnregister`) and then releases the context. It lives in
+//! one of two places:
+//!
+//! - in the returned [`CudaBlock`], which borrows the Extent, so the Block can be neither
+//!   dropped (unmapped) nor viewed mutably while it is registered; dropping the `CudaBlock`
+//!   unregisters;
+//! - in the Extent itself, after [`CudaBlock::keep`]: the Extent's `Drop` unregisters
+//!   first, before its mapping is unlocked, unmapped and closed. Nothing borrows the Block
+//!   any more, so an owner that lends parts of it (a Tape) can `clear` it while it stays
+//!   registered.
+//!
+//! Either way the order is: unregister, release the context, then `munlock`, `munmap`,
+//! `close`.
 //!
 //! # Why it is sound
 //!
-//! - The registration never outlives the mapping: the `CudaBlock` borrows the Extent, and
-//!   unregisters in `Drop` before the borrow ends. Leaking a `CudaBlock`
-//!   (`std::mem::forget`) leaks the registration: the driver keeps its own reference to the
-//!   pages, so they stay allocated after the Block unmaps them, and a later registration of
-//!   the same addresses fails with `CudaAlreadyRegistered`; no memory is reused while the
-//!   device can still reach it.
+//! - The registration never outlives the mapping: a `CudaBlock` borrows the Extent and
+//!   unregisters in `Drop` before the borrow ends; a kept registration is a field of the
+//!   Extent, dropped by the Extent's `Drop` before the mapping is released. Leaking a
+//!   `CudaBlock` (`std::mem::forget`) leaks the registration: the driver keeps its own
+//!   reference to the pages, so they stay allocated after the Block unmaps them, and a later
+//!   registration of the same addresses fails with `CudaAlreadyRegistered`; no memory is
+//!   reused while the device can still reach it.
 //! - Registering changes no byte. Only device work writes through the device pointer, and
 //!   every way to start such work takes a raw device address and is `unsafe` (the
 //!   [`Context`] operations, or a kernel launch by another crate): the caller promises that
-//!   no Rust reference to those bytes is alive meanwhile.
+//!   no Rust reference to those bytes is alive meanwhile. That is why keeping the
+//!   registration while the Block is viewed mutably or a Tape is cleared is sound: the
+//!   borrow protects the mapping's life, not the bytes.
 //! - The device pointer is a plain `u64`, like a raw pointer: holding one is harmless.
 
 use std::ffi::{c_uint, c_void};
@@ -58,7 +70,8 @@ impl Extent {
     /// The registration uses the device's primary context (shared with the CUDA runtime
     /// and PyTorch) and is portable: its device pointer is valid on every device. It lasts
     /// until the [`CudaBlock`] drops, and the `CudaBlock` borrows the Extent, so the Block
-    /// cannot be dropped or viewed mutably while registered.
+    /// cannot be dropped or viewed mutably while registered; or, after
+    /// [`CudaBlock::keep`], until the Block drops, with no borrow left.
     ///
     /// The whole Block is registered: parts of it (a Tape's takes, a Grid's cells) are
     /// addressed on the device by offset, [`device_ptr`](CudaBlock::device_ptr) `+ offset`,
@@ -134,15 +147,106 @@ impl Extent {
                 _ => context.error("cuMemHostRegister_v2", code, Some(self.size())),
             })?;
         }
-        let mut registered = CudaBlock {
-            extent: self,
+        let mut registration = Registration {
             context,
+            address: self.address() as usize,
+            size: self.size(),
             device_ptr: 0,
             read_only,
         };
-        // On failure `registered` drops here, and its `Drop` unregisters.
-        registered.device_ptr = registered.look_up_device_ptr()?;
-        Ok(registered)
+        // On failure `registration` drops here, and its `Drop` unregisters.
+        registration.device_ptr = registration.look_up_device_ptr()?;
+        Ok(CudaBlock {
+            extent: self,
+            registration,
+        })
+    }
+
+    /// The device address of this Block's first byte, if a registration was kept in it
+    /// with [`CudaBlock::keep`]; `None` otherwise (not registered, or registered through a
+    /// [`CudaBlock`] that has not been kept).
+    ///
+    /// The part at offset `o` (a Tape's take, a Grid's cell) is at `cuda_device_ptr()? + o`.
+    ///
+    /// ```
+    /// use unimem::{Block, Pin};
+    ///
+    /// let block = Block::builder(4096).pin(Pin::BestEffort).open()?;
+    /// assert_eq!(block.cuda_device_ptr(), None);
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn cuda_device_ptr(&self) -> Option<u64> {
+        self.cuda.get().map(|kept| kept.device_ptr)
+    }
+
+    /// The primary context a kept registration ([`CudaBlock::keep`]) was made in, for
+    /// copies and fills through [`cuda_device_ptr`](Extent::cuda_device_ptr); `None` if
+    /// no registration is kept.
+    pub fn cuda_context(&self) -> Option<&Context> {
+        self.cuda.get().map(|kept| &kept.context)
+    }
+}
+
+/// A registration of a whole Extent: the owned part of a [`CudaBlock`], and what
+/// [`CudaBlock::keep`] moves into the Extent.
+///
+/// Its `Drop` synchronizes the context, unregisters, and (through the `context` field,
+/// dropped after the body) releases the primary context. Whoever holds it must drop it
+/// while the Extent is still mapped: a `CudaBlock` borrows the Extent, and the Extent drops
+/// its kept one before unmapping.
+pub(crate) struct Registration {
+    context: Context,
+    /// The registered base (the Extent's first byte), as a number: it is only ever handed
+    /// to the driver to name the registration.
+    address: usize,
+    size: usize,
+    device_ptr: u64,
+    read_only: bool,
+}
+
+impl Registration {
+    fn look_up_device_ptr(&self) -> Result<u64, MemError> {
+        let _current = self.context.enter()?;
+        self.context
+            .api()
+            .mem_host_device_pointer(self.base())
+            .map_err(|code| {
+                self.context
+                    .error("cuMemHostGetDevicePointer_v2", code, Some(self.size))
+            })
+    }
+
+    /// The registered base, as the pointer the driver's calls take.
+    fn base(&self) -> *mut c_void {
+        std::ptr::without_provenance_mut(self.address)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // A context that cannot be made current cannot unregister: the registration then
+        // leaks, which is safe (module docs) and has nobody to be reported to in drop.
+        if let Ok(_current) = self.context.enter() {
+            // Work queued in the context may still use the pages: let it finish first.
+            let _ = self.context.api().ctx_synchronize();
+            // SAFETY: this is the base of the registration made in `register_cuda`; the
+            // Extent is still mapped (whoever holds a `Registration` drops it first), and
+            // the context has no work left.
+            let _ = unsafe { self.context.api().mem_host_unregister(self.base()) };
+        }
+        // `context` drops after this body: its release follows the unregister.
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("device", &self.context.device().ordinal())
+            .field("address", &format_args!("{:#x}", self.address))
+            .field("device_ptr", &format_args!("{:#x}", self.device_ptr))
+            .field("size", &self.size)
+            .field("read_only", &self.read_only)
+            .finish()
     }
 }
 
@@ -153,25 +257,26 @@ impl Extent {
 /// retain of the device's primary [`Context`], and on drop synchronizes that context (so
 /// no work queued there still uses the pages), unregisters, and releases the context.
 ///
+/// To register for as long as the Block lives instead, without a borrow (so that a Tape
+/// over the Block can still be cleared), [`keep`](CudaBlock::keep) it.
+///
 /// `CudaBlock` is `Send` and `Sync`.
 pub struct CudaBlock<'a> {
     extent: &'a Extent,
-    context: Context,
-    device_ptr: u64,
-    read_only: bool,
+    registration: Registration,
 }
 
 impl<'a> CudaBlock<'a> {
     /// The device address of the Block's first byte. On devices with unified addressing
     /// (every 64-bit Linux system) it equals the host address.
     pub fn device_ptr(&self) -> u64 {
-        self.device_ptr
+        self.registration.device_ptr
     }
 
     /// The device address of the byte at `offset` from the start of the Block, or `None`
     /// past its end.
     pub fn device_ptr_at(&self, offset: usize) -> Option<u64> {
-        (offset < self.extent.size()).then(|| self.device_ptr + offset as u64)
+        (offset < self.extent.size()).then(|| self.device_ptr() + offset as u64)
     }
 
     /// The device address of the host byte `host`, or `None` if `host` is not inside the
@@ -193,48 +298,66 @@ impl<'a> CudaBlock<'a> {
     /// The primary context the registration was made in: use it for copies and fills
     /// through the device pointer.
     pub fn context(&self) -> &Context {
-        &self.context
+        &self.registration.context
     }
 
     /// The device the registration was made with.
     pub fn device(&self) -> Device {
-        self.context.device()
+        self.registration.context.device()
     }
 
     /// Whether the device may only read the Block (`CU_MEMHOSTREGISTER_READ_ONLY`): true
     /// for a read-only import.
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.registration.read_only
     }
 
-    fn look_up_device_ptr(&self) -> Result<u64, MemError> {
-        let _current = self.context.enter()?;
-        self.context
-            .api()
-            .mem_host_device_pointer(self.extent.address().cast::<c_void>())
-            .map_err(|code| {
-                self.context
-                    .error("cuMemHostGetDevicePointer_v2", code, Some(self.size()))
-            })
-    }
-}
-
-impl Drop for CudaBlock<'_> {
-    fn drop(&mut self) {
-        // A context that cannot be made current cannot unregister: the registration then
-        // leaks, which is safe (module docs) and has nobody to be reported to in drop.
-        if let Ok(_current) = self.context.enter() {
-            // Work queued in the context may still use the pages: let it finish first.
-            let _ = self.context.api().ctx_synchronize();
-            // SAFETY: this is the base of the registration made in `register_cuda`; the
-            // Extent is still mapped (borrowed for 'a), and the context has no work left.
-            let _ = unsafe {
-                self.context
-                    .api()
-                    .mem_host_unregister(self.extent.address().cast())
-            };
+    /// Keeps the registration for as long as the Block lives, and returns its device
+    /// pointer: the registration moves into the Block's [`Extent`], which unregisters it
+    /// when it drops, before it unlocks, unmaps and closes anything.
+    ///
+    /// The borrow of the Extent ends here. An owner that lends parts of the Block, a
+    /// [`Tape`](crate::Tape) or a [`Grid`](crate::Grid), registers once, keeps it, and
+    /// goes on taking and clearing (`clear` needs `&mut`). Later the device pointer is
+    /// [`Extent::cuda_device_ptr`] and the context [`Extent::cuda_context`].
+    ///
+    /// A kept registration cannot be given back early; drop the Block to end it. (If the
+    /// Extent already keeps one, which is possible only if code outside unimem unregistered
+    /// it behind unimem's back and the range was registered again, this one is dropped,
+    /// unregistering, and the kept one's device pointer is returned.)
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use unimem::Tape;
+    /// use unimem::cuda::Driver;
+    ///
+    /// let driver = Driver::load()?;
+    /// let mut tape = Tape::start(64 << 20)?;
+    /// let base = tape.block().register_cuda(&driver, 0)?.keep();
+    /// for _step in 0..3 {
+    ///     let p = tape.take(4096, 256).unwrap();
+    ///     let on_gpu = base + tape.offset_of(p).unwrap() as u64; // what a kernel is given
+    ///     # let _ = on_gpu;
+    ///     tape.clear(); // still registered
+    /// }
+    /// assert_eq!(tape.block().cuda_device_ptr(), Some(base));
+    /// drop(tape); // unregistered here, then unmapped
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn keep(self) -> u64 {
+        let CudaBlock {
+            extent,
+            registration,
+        } = self;
+        let device_ptr = registration.device_ptr;
+        match extent.cuda.set(registration) {
+            Ok(()) => device_ptr,
+            Err(duplicate) => {
+                drop(duplicate);
+                extent.cuda_device_ptr().unwrap_or(device_ptr)
+            }
         }
-        // `context` drops after this body: its release follows the unregister.
     }
 }
 
@@ -242,11 +365,11 @@ impl fmt::Debug for CudaBlock<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CudaBlock")
             .field("block", &self.extent.id())
-            .field("device", &self.context.device().ordinal())
+            .field("device", &self.device().ordinal())
             .field("address", &self.extent.address())
-            .field("device_ptr", &format_args!("{:#x}", self.device_ptr))
+            .field("device_ptr", &format_args!("{:#x}", self.device_ptr()))
             .field("size", &self.extent.size())
-            .field("read_only", &self.read_only)
+            .field("read_only", &self.is_read_only())
             .finish()
     }
 }
