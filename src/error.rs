@@ -302,6 +302,15 @@ pub enum MemError {
         /// Its size in bytes.
         size: usize,
     },
+    /// Freezing a Block that keeps a CUDA registration for its whole life
+    /// (`CudaBlock::keep`): the registration pins the pages, which `F_SEAL_WRITE` refuses.
+    /// Nothing was changed.
+    FreezeRegistered {
+        /// The Block's id in this process.
+        id: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
     /// A take from a read-only Tape (frozen, or over a read-only import): it hands out
     /// nothing.
     TapeReadOnly {
@@ -747,9 +756,18 @@ impl fmt::Display for MemError {
                  because a process still maps it writable (a read-write import, or a \
                  read-only import of a read-write share made before it was first shared \
                  read-only; before Linux 6.7 any shared mapping) or a device still pins its \
-                 pages (a CUDA registration). It is now mapped read-only here and sealed \
-                 against new writers, but not frozen: have those processes drop their \
-                 mappings (or unregister), then call freeze again",
+                 pages (a CUDA registration: drop the CudaBlock, or the Block that keeps \
+                 one). It is now mapped read-only here and sealed against new writers, but \
+                 not frozen: have those processes drop their mappings (or unregister), then \
+                 call freeze again",
+                Bytes(size as u64)
+            ),
+            MemError::FreezeRegistered { id, size } => write!(
+                f,
+                "cannot freeze Block {id} ({}): it keeps a CUDA registration for its whole \
+                 life (CudaBlock::keep), which pins its pages, and the kernel refuses \
+                 F_SEAL_WRITE while pages are pinned. Nothing was changed. Freeze first, \
+                 then register (read-only) and keep",
                 Bytes(size as u64)
             ),
             MemError::TapeReadOnly { id, frozen } => write!(

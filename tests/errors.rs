@@ -405,6 +405,25 @@ fn freeze_busy() {
 }
 
 #[test]
+fn freeze_registered() {
+    let t = text(MemError::FreezeRegistered {
+        id: 3,
+        size: 1 << 20,
+    });
+    for part in [
+        "Block 3",
+        "1.0 MiB",
+        "CudaBlock::keep",
+        "pins its pages",
+        "F_SEAL_WRITE",
+        "Nothing was changed",
+        "Freeze first",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
 fn tape_read_only() {
     let t = text(MemError::TapeReadOnly {
         id: 4,

@@ -98,6 +98,9 @@ impl Block {
     ///   before the Block was first shared read-only), or a device pins its pages;
     /// - [`LockRefused`](MemError::LockRefused): the Block was pinned and its read-only
     ///   mapping could not be locked again;
+    /// - [`FreezeRegistered`](MemError::FreezeRegistered): the Block keeps a CUDA
+    ///   registration (`CudaBlock::keep`), whose pins the kernel would never let it freeze
+    ///   past; nothing was changed (freeze first, then register);
     /// - [`Os`](MemError::Os) for `fcntl` (`EPERM` if a holder set `F_SEAL_SEAL`, `EINVAL`
     ///   before Linux 5.1) and for the `mmap` that replaces the mapping.
     ///
@@ -137,6 +140,7 @@ impl Block {
     ///
     /// As [`freeze`](Block::freeze), but never `FreezeBusy`.
     pub fn into_read_only(self) -> Result<ReadOnlyBlock, MemError> {
+        self.refuse_kept_registration()?;
         let mut extent = self.into_extent();
         extent.map.seal_read_only()?;
         Ok(ReadOnlyBlock { extent })
@@ -178,8 +182,25 @@ impl Extent {
     /// Freezes in place: all four steps. `&mut self` proves that no view of the bytes is
     /// alive (an owner such as a Tape calls it with `&mut` to itself).
     pub(crate) fn freeze(&mut self) -> Result<(), MemError> {
+        self.refuse_kept_registration()?;
         self.map.seal_read_only()?;
         debug_assert_eq!(self.access(), Access::ReadOnly);
         self.map.seal_write(self.id())
+    }
+
+    /// Refuses, before anything changes, to freeze a Block that keeps a CUDA registration
+    /// (`CudaBlock::keep`) when freezing would replace the registered mapping or add
+    /// `F_SEAL_WRITE`: the registration pins the pages for the Extent's whole life, so the
+    /// seal could never be granted, and a registered range is not remapped. A Block frozen
+    /// first and registered after (the supported order) freezes again as a no-op.
+    fn refuse_kept_registration(&self) -> Result<(), MemError> {
+        #[cfg(feature = "cuda")]
+        if self.cuda.get().is_some() && (self.map.may_write() || !self.is_frozen()) {
+            return Err(MemError::FreezeRegistered {
+                id: self.id(),
+                size: self.size(),
+            });
+        }
+        Ok(())
     }
 }

@@ -207,6 +207,12 @@ impl Mapping {
         self.fd.as_fd()
     }
 
+    /// Whether the kernel counts this mapping as writable (see the field).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn may_write(&self) -> bool {
+        self.may_write
+    }
+
     /// Freeze, steps 1 to 3 (`src/block/freeze.rs` has the design): seal the file against
     /// new writers, replace this process's mapping by a `PROT_READ` one at the same address
     /// if the kernel counts it as writable, and lock the new one as the old one was. From
