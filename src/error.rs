@@ -266,8 +266,8 @@ pub enum MemError {
         size: usize,
     },
     /// Write access was asked of memory that cannot be written by any process any more
-    /// (`sealed`: `F_SEAL_FUTURE_WRITE` is set on its memfd), or that this process imported
-    /// read-only.
+    /// (`sealed`: `F_SEAL_FUTURE_WRITE` or `F_SEAL_WRITE` is set on its memfd), or that this
+    /// process imported read-only.
     NotWritable {
         /// The Block's id (in the process that shared it, for a received share).
         id: u32,
@@ -292,6 +292,40 @@ pub enum MemError {
         offset: usize,
         /// Alignment the element type needs.
         align: usize,
+    },
+    /// `F_SEAL_WRITE` was refused (`EBUSY`): a process still maps the Block writable, or a
+    /// device pins its pages. The Block is mapped read-only in this process and sealed
+    /// against new writers (`F_SEAL_FUTURE_WRITE`), but not frozen.
+    FreezeBusy {
+        /// The Block's id in this process.
+        id: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// Freezing a Block that keeps a CUDA registration for its whole life
+    /// (`CudaBlock::keep`): the registration pins the pages, which `F_SEAL_WRITE` refuses.
+    /// Nothing was changed.
+    FreezeRegistered {
+        /// The Block's id in this process.
+        id: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// A take from a read-only Tape (frozen, or over a read-only import): it hands out
+    /// nothing.
+    TapeReadOnly {
+        /// The id of the Tape's Block.
+        id: u32,
+        /// The Block is frozen (no process can change its bytes).
+        frozen: bool,
+    },
+    /// A read by offset from a Tape that is not frozen: its bytes may still change.
+    TapeNotFrozen {
+        /// The id of the Tape's Block.
+        id: u32,
+        /// The Tape is read-only here (another process may still write the bytes);
+        /// `false`: it is writable here, and a read would alias its own takes.
+        read_only: bool,
     },
     /// macOS refused to wire (pin) an IOSurface's pages with `mlock` under
     /// [`Pin::Required`](crate::Pin::Required).
@@ -690,9 +724,10 @@ impl fmt::Display for MemError {
             ),
             MemError::NotWritable { id, sealed: true } => write!(
                 f,
-                "Block {id} was shared read-only: F_SEAL_FUTURE_WRITE is set on its memfd, \
-                 for every process and for good (the seal belongs to the file), so no process \
-                 can map it writable again. Share or import it with Access::ReadOnly \
+                "Block {id} was shared read-only or frozen: a write seal (F_SEAL_FUTURE_WRITE, \
+                 or F_SEAL_WRITE once frozen) is set on its memfd, for every process and for \
+                 good (the seal belongs to the file), so no process can map it writable \
+                 again. Share or import it with Access::ReadOnly \
                  (Block::import_read_only), or copy it into a new Block"
             ),
             MemError::NotWritable { id, sealed: false } => write!(
@@ -714,6 +749,54 @@ impl fmt::Display for MemError {
                 f,
                 "offset {offset} is not a multiple of {align}, the alignment of the element \
                  type: read bytes there, or align the offset"
+            ),
+            MemError::FreezeBusy { id, size } => write!(
+                f,
+                "cannot freeze Block {id} ({}): the kernel refused F_SEAL_WRITE (EBUSY) \
+                 because a process still maps it writable (a read-write import, or a \
+                 read-only import of a read-write share made before it was first shared \
+                 read-only; before Linux 6.7 any shared mapping) or a device still pins its \
+                 pages (a CUDA registration: drop the CudaBlock, or the Block that keeps \
+                 one). It is now mapped read-only here and sealed against new writers, but \
+                 not frozen: have those processes drop their mappings (or unregister), then \
+                 call freeze again",
+                Bytes(size as u64)
+            ),
+            MemError::FreezeRegistered { id, size } => write!(
+                f,
+                "cannot freeze Block {id} ({}): it keeps a CUDA registration for its whole \
+                 life (CudaBlock::keep), which pins its pages, and the kernel refuses \
+                 F_SEAL_WRITE while pages are pinned. Nothing was changed. Freeze first, \
+                 then register (read-only) and keep",
+                Bytes(size as u64)
+            ),
+            MemError::TapeReadOnly { id, frozen } => write!(
+                f,
+                "the Tape over Block {id} is read-only ({}): it hands out nothing. Read its \
+                 bytes by offset (Tape::read, once frozen), and take from a writable Tape",
+                if frozen {
+                    "frozen: no process can change its bytes"
+                } else {
+                    "over a read-only import, or its freeze did not finish"
+                }
+            ),
+            MemError::TapeNotFrozen {
+                id,
+                read_only: false,
+            } => write!(
+                f,
+                "the Tape over Block {id} is writable: a read by offset could alias bytes it \
+                 handed out as &mut. Freeze it first (Tape::freeze), or read through its takes"
+            ),
+            MemError::TapeNotFrozen {
+                id,
+                read_only: true,
+            } => write!(
+                f,
+                "the Tape over Block {id} is read-only but not frozen: another process may \
+                 still write its bytes. Freeze it (Tape::freeze) once no process maps it \
+                 writable, or read the ReadOnlyBlock before wrapping it, under the writer's \
+                 protocol"
             ),
             MemError::WireRefused {
                 requested,

@@ -384,6 +384,88 @@ fn read_misaligned() {
 }
 
 #[test]
+fn freeze_busy() {
+    let t = text(MemError::FreezeBusy {
+        id: 9,
+        size: 64 << 20,
+    });
+    for part in [
+        "Block 9",
+        "64.0 MiB",
+        "F_SEAL_WRITE",
+        "EBUSY",
+        "maps it writable",
+        "pins its pages",
+        "read-only here",
+        "not frozen",
+        "freeze again",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn freeze_registered() {
+    let t = text(MemError::FreezeRegistered {
+        id: 3,
+        size: 1 << 20,
+    });
+    for part in [
+        "Block 3",
+        "1.0 MiB",
+        "CudaBlock::keep",
+        "pins its pages",
+        "F_SEAL_WRITE",
+        "Nothing was changed",
+        "Freeze first",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn tape_read_only() {
+    let t = text(MemError::TapeReadOnly {
+        id: 4,
+        frozen: true,
+    });
+    assert!(
+        t.contains("Block 4") && t.contains("frozen") && t.contains("Tape::read"),
+        "{t}"
+    );
+    let t = text(MemError::TapeReadOnly {
+        id: 5,
+        frozen: false,
+    });
+    assert!(
+        t.contains("Block 5") && t.contains("read-only import"),
+        "{t}"
+    );
+    assert!(t.contains("writable Tape"), "{t}");
+}
+
+#[test]
+fn tape_not_frozen() {
+    let t = text(MemError::TapeNotFrozen {
+        id: 6,
+        read_only: false,
+    });
+    assert!(
+        t.contains("Block 6") && t.contains("writable") && t.contains("Tape::freeze"),
+        "{t}"
+    );
+    let t = text(MemError::TapeNotFrozen {
+        id: 7,
+        read_only: true,
+    });
+    assert!(
+        t.contains("Block 7") && t.contains("not frozen") && t.contains("another process"),
+        "{t}"
+    );
+    assert!(t.contains("ReadOnlyBlock"), "{t}");
+}
+
+#[test]
 fn wire_refused() {
     let t = text(MemError::WireRefused {
         requested: 64 << 20,

@@ -24,6 +24,13 @@
 //! work is per page too.
 //! No headroom check: an import allocates no new memory.
 //!
+//! Freeze (`seal_read_only`, `seal_write`, called by `freeze.rs`): `F_SEAL_FUTURE_WRITE`;
+//! the mapping replaced in place by a `PROT_READ` one of the same file at the same address
+//! (`MAP_FIXED`), which the kernel makes without `VM_MAYWRITE` now that the seal is set;
+//! locked again if it was pinned (through the same `pin`); then `F_SEAL_WRITE`. Should the
+//! replacement fail, the range may be a hole: the mapping is marked `lost` and never
+//! touched again, not even by `Drop`.
+//!
 //! Drop: `munlock`, `munmap`, then `close` (the fd field drops last).
 
 use std::ffi::CString;
@@ -55,6 +62,17 @@ pub(crate) struct Mapping {
     pinned: bool,
     /// How this process mapped the file: `ReadOnly` maps are `PROT_READ`.
     access: Access,
+    /// The kernel counts this mapping as writable (a shared mapping with `VM_MAYWRITE`:
+    /// made from an `O_RDWR` descriptor while the file had no write seal), so
+    /// `F_SEAL_WRITE` is refused while it exists, even if it is `PROT_READ`. `freeze`
+    /// replaces it by one made after `F_SEAL_FUTURE_WRITE`, which the kernel makes without.
+    may_write: bool,
+    /// `freeze` replaced a pinned mapping and has not locked the new one yet (the lock
+    /// failed): the next `freeze` tries again.
+    repin: bool,
+    /// `freeze`'s `MAP_FIXED` replacement failed with this errno: the range may be a hole
+    /// that another mapping can take, so it is never touched again (`len` is 0).
+    lost: Option<i32>,
     fd: OwnedFd,
     ticket: Ticket,
 }
@@ -101,6 +119,16 @@ impl Mapping {
             Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
             Access::ReadOnly => libc::PROT_READ,
         };
+        // A shared mapping of an `O_RDWR` descriptor counts as writable, even `PROT_READ`,
+        // unless the file had a write seal when it was made. Seals are only ever added, so
+        // reading them before `mmap` can only err towards "writable", as does a failed read.
+        let write_seals = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
+        let may_write = match access {
+            Access::ReadWrite => true,
+            Access::ReadOnly => {
+                ffi::get_seals(fd.as_fd()).map_or(true, |seals| seals & write_seals == 0)
+            }
+        };
         let base = ffi::mmap_shared(fd.as_fd(), len, prot).map_err(os("mmap"))?;
         let mut map = Mapping {
             base,
@@ -108,6 +136,9 @@ impl Mapping {
             locked: false,
             pinned: false,
             access,
+            may_write,
+            repin: false,
+            lost: None,
             fd,
             ticket: Ticket::take(),
         };
@@ -175,10 +206,94 @@ impl Mapping {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// Whether the kernel counts this mapping as writable (see the field).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn may_write(&self) -> bool {
+        self.may_write
+    }
+
+    /// Freeze, steps 1 to 3 (`src/block/freeze.rs` has the design): seal the file against
+    /// new writers, replace this process's mapping by a `PROT_READ` one at the same address
+    /// if the kernel counts it as writable, and lock the new one as the old one was. From
+    /// the replacement on, `access` is `ReadOnly`, whatever fails after. Idempotent: each
+    /// step is skipped once done, so a failed call can be repeated.
+    ///
+    /// The caller holds `&mut` to the Block or owner (no view of the bytes is alive).
+    pub(crate) fn seal_read_only(&mut self) -> Result<(), MemError> {
+        if let Some(errno) = self.lost {
+            return Err(lost(errno));
+        }
+        let seals = ffi::get_seals(self.fd.as_fd()).map_err(os("fcntl(F_GET_SEALS)"))?;
+        if seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) == 0 {
+            ffi::add_seals(self.fd.as_fd(), libc::F_SEAL_FUTURE_WRITE)
+                .map_err(os("fcntl(F_ADD_SEALS, F_SEAL_FUTURE_WRITE)"))?;
+        }
+        if self.may_write {
+            let relock = self.pinned;
+            // SAFETY: the caller holds `&mut` to the only owner of this mapping, so no
+            // reference into it is alive; the new mapping is of the same file at the same
+            // address and length, so once it is in place every byte reads as before.
+            let replaced = unsafe {
+                ffi::mmap_fixed_shared(self.fd.as_fd(), self.base, self.len, libc::PROT_READ)
+            };
+            // The old mapping's locks went with it, whatever happened.
+            self.locked = false;
+            self.pinned = false;
+            self.access = Access::ReadOnly;
+            if let Err(errno) = replaced {
+                self.lost = Some(errno);
+                self.len = 0;
+                self.may_write = false;
+                return Err(lost(errno));
+            }
+            // With F_SEAL_FUTURE_WRITE set, the kernel made the new shared mapping without
+            // VM_MAYWRITE: it no longer counts as writable and can never become so.
+            self.may_write = false;
+            self.repin = relock;
+        }
+        if self.repin {
+            self.pin(Pin::Required, Populate::Read)?;
+            self.repin = false;
+        }
+        Ok(())
+    }
+
+    /// Freeze, step 4: `F_SEAL_WRITE`. The kernel refuses it with `EBUSY` while any
+    /// process maps the file writable or pages of it are pinned by a device or an I/O.
+    pub(crate) fn seal_write(&self, id: u32) -> Result<(), MemError> {
+        if let Some(errno) = self.lost {
+            return Err(lost(errno));
+        }
+        match ffi::add_seals(self.fd.as_fd(), libc::F_SEAL_WRITE) {
+            Ok(()) => Ok(()),
+            Err(libc::EBUSY) => Err(MemError::FreezeBusy { id, size: self.len }),
+            Err(errno) => Err(os("fcntl(F_ADD_SEALS, F_SEAL_WRITE)")(errno)),
+        }
+    }
+
+    /// Whether the file carries `F_SEAL_WRITE`: no process can change its bytes, ever.
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.lost.is_none()
+            && ffi::get_seals(self.fd.as_fd()).is_ok_and(|seals| seals & libc::F_SEAL_WRITE != 0)
+    }
+}
+
+/// The error of a freeze whose `MAP_FIXED` replacement failed (`Mapping::lost`).
+#[cold]
+fn lost(errno: i32) -> MemError {
+    MemError::Os {
+        call: "mmap(MAP_FIXED, PROT_READ)",
+        errno,
+    }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.lost.is_some() {
+            // The range may be a hole another mapping has taken since: leave it alone.
+            return;
+        }
         if self.locked {
             let _ = ffi::munlock(self.base, self.len);
         }

@@ -22,7 +22,9 @@
 //! On Linux a Block can also be shared with another process ([`Extent::share`], `share.rs`)
 //! and imported there (`import.rs`): read-write as a `Block`, or read-only as a
 //! [`ReadOnlyBlock`], which has shared views only, so that writing through a `PROT_READ`
-//! mapping is ruled out by type rather than by a crash.
+//! mapping is ruled out by type rather than by a crash. A Block can also be frozen
+//! (`freeze.rs`): its bytes made immutable for every process, by the kernel, which is what
+//! makes read-only views sound across processes without any protocol.
 
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
 #[cfg_attr(all(target_os = "macos", not(miri)), path = "apple.rs")]
@@ -35,6 +37,8 @@
 )]
 mod os;
 
+#[cfg(all(target_os = "linux", not(miri)))]
+mod freeze;
 mod id;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod import;
@@ -45,6 +49,8 @@ mod share;
 
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use read_only::ReadOnlyBlock;
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) use read_only::check_read;
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use share::Share;
 #[cfg(all(target_os = "macos", not(miri)))]

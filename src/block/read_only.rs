@@ -13,12 +13,20 @@ use bytemuck::Pod;
 use super::{Extent, view_len};
 use crate::error::MemError;
 
-/// A Block another process shared, mapped read-only in this one. Linux only.
+/// A Block mapped read-only in this process: another process's share, or this process's
+/// own Block after [`freeze`](crate::Block::freeze). Linux only.
 ///
-/// Made by [`Block::import_read_only`](crate::Block::import_read_only). The pages are the
-/// sharer's own (no copy); the mapping is `PROT_READ`, and for a read-only share the memfd
-/// is sealed (`F_SEAL_FUTURE_WRITE`) so that no process can map it writable again. Views
-/// take `&self`; there are none that take `&mut self`.
+/// Made by [`Block::import_read_only`](crate::Block::import_read_only),
+/// [`Block::freeze`](crate::Block::freeze) or [`Block::into_read_only`](crate::Block::into_read_only).
+/// The pages are the sharer's own (no copy); the mapping is `PROT_READ`, and for a
+/// read-only share the memfd is sealed (`F_SEAL_FUTURE_WRITE`) so that no process can map
+/// it writable again. Views take `&self`; there are none that take `&mut self`.
+///
+/// If the Block is **frozen** ([`is_frozen`](Extent::is_frozen)), no process can change its
+/// bytes, and the views are sound with no protocol between the processes. If not, the
+/// process that shared it may still write them, and the views rely on the processes'
+/// protocol (write, then tell; `specs/share.md`, "Soundness across processes");
+/// [`freeze`](ReadOnlyBlock::freeze) makes it frozen once no process maps it writable.
 ///
 /// It dereferences to its [`Extent`] like a [`Block`](crate::Block) does, for `address()`,
 /// `size()`, `id()`, `is_pinned()`, `access()` (always [`Access::ReadOnly`]) and the file
@@ -52,6 +60,11 @@ impl ReadOnlyBlock {
         // - every bit pattern is a valid `T: Pod`;
         // - this process holds no `&mut` to these bytes: the type has no mutable views.
         unsafe { std::slice::from_raw_parts(self.base().as_ptr().cast::<T>(), len) }
+    }
+
+    /// Gives up the views, keeping the memory: for a read-only Tape.
+    pub(crate) fn into_extent(self) -> Extent {
+        self.extent
     }
 
     /// The bytes as `f32`s.
@@ -91,25 +104,11 @@ impl ReadOnlyBlock {
     /// exceeds the size (or overflows); [`ReadMisaligned`](MemError::ReadMisaligned) if
     /// `offset` is not a multiple of `align_of::<T>()`.
     pub fn read<T: Pod>(&self, offset: usize, len: usize) -> Result<&[T], MemError> {
-        let size = self.size();
-        let elem = size_of::<T>();
-        let end = len
-            .checked_mul(elem)
-            .and_then(|bytes| bytes.checked_add(offset));
-        if end.is_none_or(|end| end > size) {
-            return Err(out_of_bounds(offset, len, elem, size));
-        }
-        // Checked after the bounds, so the base pointer below is in range; `view_len` also
-        // rejects zero-sized and over-aligned `T` at compile time.
-        let _ = view_len::<T>(size);
-        let align = align_of::<T>();
-        if offset % align != 0 {
-            return Err(MemError::ReadMisaligned { offset, align });
-        }
+        check_read::<T>(self.size(), offset, len)?;
         // SAFETY:
-        // - offset + len * size_of::<T>() <= size (checked above), inside the mapping, which
+        // - offset + len * size_of::<T>() <= size (`check_read`), inside the mapping, which
         //   is readable for as long as `self` lives and cannot shrink (sealed);
-        // - base is page aligned and offset a multiple of align_of::<T>() (checked above),
+        // - base is page aligned and offset a multiple of align_of::<T>() (`check_read`),
         //   so the pointer is aligned for T;
         // - every bit pattern is a valid `T: Pod`, and no `&mut` to the bytes exists here.
         unsafe {
@@ -117,6 +116,25 @@ impl ReadOnlyBlock {
             Ok(std::slice::from_raw_parts(ptr, len))
         }
     }
+}
+
+/// Checks a read of `len` values of `T` at `offset` in `size` bytes starting page aligned:
+/// in bounds (without overflow) and aligned for `T`. Zero-sized and over-aligned `T` are
+/// rejected at compile time (`view_len`).
+pub(crate) fn check_read<T>(size: usize, offset: usize, len: usize) -> Result<(), MemError> {
+    let elem = size_of::<T>();
+    let end = len
+        .checked_mul(elem)
+        .and_then(|bytes| bytes.checked_add(offset));
+    if end.is_none_or(|end| end > size) {
+        return Err(out_of_bounds(offset, len, elem, size));
+    }
+    let _ = view_len::<T>(size);
+    let align = align_of::<T>();
+    if offset % align != 0 {
+        return Err(MemError::ReadMisaligned { offset, align });
+    }
+    Ok(())
 }
 
 #[cold]

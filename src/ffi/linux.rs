@@ -247,6 +247,44 @@ pub(crate) fn mmap_shared(
     NonNull::new(ptr.cast()).ok_or(libc::EINVAL)
 }
 
+/// `mmap(ptr, len, prot, MAP_SHARED | MAP_FIXED, fd, 0)`: replaces the mapping at
+/// `ptr..ptr + len` by a shared mapping of the whole file, at the same address, in one call.
+///
+/// On failure the old mapping may be gone and the range left a hole (Linux puts the old
+/// mapping back only when the failure comes before it was torn down, `mm/vma.c`
+/// `vms_abort_munmap_vmas`): the caller must then treat the range as neither its own nor
+/// free, and never unmap it.
+///
+/// # Safety
+///
+/// `ptr..ptr + len` is a mapping this process owns and no reference into it is alive: for
+/// the length of the call the range is not readable.
+pub(crate) unsafe fn mmap_fixed_shared(
+    fd: BorrowedFd<'_>,
+    ptr: NonNull<u8>,
+    len: usize,
+    prot: libc::c_int,
+) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and nothing refers into it (contract); MAP_FIXED
+    // replaces exactly that range and nothing else; `fd` is open for the borrow.
+    let got = unsafe {
+        libc::mmap(
+            ptr.as_ptr().cast(),
+            len,
+            prot,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if got == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    // MAP_FIXED places the mapping at `ptr` or fails.
+    debug_assert_eq!(got, ptr.as_ptr().cast());
+    Ok(())
+}
+
 /// `munmap(ptr, len)`.
 ///
 /// # Safety

@@ -1,6 +1,8 @@
 //! [`LayoutBuilder`]: sizes, Blocks, pin policy and names for the three tapes of a
 //! [`Layout`].
 
+#[cfg(all(target_os = "linux", not(miri)))]
+use crate::block::ReadOnlyBlock;
 use crate::block::{Block, Pin};
 use crate::error::MemError;
 use crate::grid::Grid;
@@ -14,6 +16,9 @@ enum Source {
     Size(usize),
     /// A Block the caller opened (or imported).
     Block(Block),
+    /// A Block another process shared read-only: the tape is read-only.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    Shared(ReadOnlyBlock),
 }
 
 /// Options for a [`Layout`]: the size of each tape, or a Block to use for it; a paged
@@ -86,6 +91,44 @@ impl LayoutBuilder {
     /// ignored. The Block keeps its own pin state and name.
     pub fn weights_block(mut self, block: Block) -> LayoutBuilder {
         self.weights = Source::Block(block);
+        self
+    }
+
+    /// Uses a Block another process shared read-only for the weights: a worker's view of
+    /// the weights its server loaded and [froze](Layout::freeze_weights), the same pages
+    /// in every worker. The weights size given to the builder is ignored. Linux only.
+    ///
+    /// The weights tape is then read-only: it hands out nothing
+    /// ([`take`](Tape::take) is `None`, [`try_take`](Tape::try_take) is
+    /// [`TapeReadOnly`](MemError::TapeReadOnly)), its `used()` is its `total()`, and if
+    /// the Block is frozen its tensors are read by offset with [`Tape::read`] (or located
+    /// at `weights().block().address() + offset` for a device).
+    ///
+    /// ```
+    /// use unimem::{Access, Block, Layout, MemError, Pin};
+    ///
+    /// // Server: load, freeze, share.
+    /// let mut server = Layout::builder(1 << 16, 4096, 4096).pin(Pin::BestEffort).build()?;
+    /// let w = server.weights().take_slice::<f32>(4).unwrap();
+    /// w.copy_from_slice(&[0.25, 0.5, 0.75, 1.0]);
+    /// let at = server.weights().offset_of(w.as_ptr()).unwrap();
+    /// server.freeze_weights()?;
+    /// let share = server.weights().block().share(Access::ReadOnly)?;
+    ///
+    /// // Worker (another process; the share and `at` sent over a socket):
+    /// let weights = Block::import_read_only(share, Pin::BestEffort)?;
+    /// let worker = Layout::builder(0, 1 << 16, 1 << 16)
+    ///     .weights_shared(weights)
+    ///     .pin(Pin::BestEffort)
+    ///     .build()?;
+    /// assert_eq!(worker.weights().read::<f32>(at, 4)?, &[0.25, 0.5, 0.75, 1.0]);
+    /// assert!(worker.weights().try_take(64, 64).is_err());
+    /// assert_eq!(worker.stat().weights_used, worker.stat().weights_total);
+    /// # Ok::<(), MemError>(())
+    /// ```
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub fn weights_shared(mut self, block: ReadOnlyBlock) -> LayoutBuilder {
+        self.weights = Source::Shared(block);
         self
     }
 
@@ -170,6 +213,8 @@ impl LayoutBuilder {
 fn open(source: Source, prefix: &str, tape: &str, pin: Pin) -> Result<Tape, MemError> {
     let block = match source {
         Source::Block(block) => block,
+        #[cfg(all(target_os = "linux", not(miri)))]
+        Source::Shared(block) => return Ok(Tape::over_read_only(block)),
         Source::Size(size) => Block::builder(size)
             .pin(pin)
             .name(format!("{prefix}.{tape}"))

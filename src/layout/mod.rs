@@ -25,6 +25,12 @@
 //! [`Tape::take`] must be dropped by the caller, as the Tape documents. The weights are
 //! never cleared by the Layout: only dropping it frees them.
 //!
+//! Shared weights (Linux): a server fills the weights, [freezes](Layout::freeze_weights)
+//! them (no process can change them from then on) and shares their Block read-only; each
+//! worker builds its Layout with [`weights_shared`](LayoutBuilder::weights_shared), whose
+//! weights tape is read-only (it hands out nothing) and is read by offset with
+//! [`Tape::read`]. The clears never touch the weights, read-only or not.
+//!
 //! A paged history is a [`Grid`] carved from the history Tape: cells are taken and given
 //! back (or detached as [`CellId`](crate::CellId)s in block tables) by the Grid's own
 //! lock-free rules; [`clear_talk`](Layout::clear_talk) clears the Grid, which makes every
@@ -205,6 +211,33 @@ impl Layout {
             History::Tape(_) => None,
             History::Grid(grid) => Some(grid),
         }
+    }
+
+    /// Freezes the weights, once they are loaded: no process can change them from now on,
+    /// so they can be shared read-only with worker processes whose views are sound without
+    /// any protocol, and read here by offset with [`Tape::read`]. See [`Tape::freeze`].
+    /// Linux only.
+    ///
+    /// ```
+    /// use unimem::{Layout, Pin};
+    ///
+    /// let mut layout = Layout::builder(1 << 16, 4096, 4096).pin(Pin::BestEffort).build()?;
+    /// let w = layout.weights().take_slice::<u16>(8).unwrap();
+    /// w.fill(0x3c00); // fp16 1.0
+    /// layout.freeze_weights()?;
+    /// assert_eq!(layout.weights().read::<u16>(0, 8)?, &[0x3c00; 8]);
+    /// assert!(layout.weights().take(64, 64).is_none());
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Tape::freeze`]: [`FreezeBusy`](MemError::FreezeBusy) while another
+    /// process maps the weights writable (the weights tape is read-only from then on; call
+    /// again once it has let go), ...
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub fn freeze_weights(&mut self) -> Result<(), MemError> {
+        self.weights.freeze()
     }
 
     /// Frees scratch, at the end of every forward pass (token). O(1); the weights and the

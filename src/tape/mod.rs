@@ -46,11 +46,18 @@
 //!   end of what it gives back *before* its `Release`, so the next taker sees it. The take
 //!   path itself never touches the peak.
 //!
+//! - **Read-only Tapes hand out nothing.** A frozen Tape, or one over a read-only import
+//!   (`read_only.rs`, Linux), keeps its head at `total`: every take fails on the fast path
+//!   as if full, and the cold path reports why. Only a frozen Tape gives `&[T]` views by
+//!   offset, because only then can no process change the bytes.
+//!
 //! The loom models (`loom.rs`, `RUSTFLAGS="--cfg loom"`) check disjointness, bounds and the
 //! give-back ordering under every interleaving of two and three threads; Miri runs the unit
 //! tests (`tests.rs`) with strict provenance.
 
 mod lane;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod read_only;
 
 #[cfg(feature = "allocator-api2")]
 mod alloc;
@@ -125,7 +132,25 @@ pub struct Tape {
     /// The highest head folded in by `clear` and by give-backs: `peak()` and, for typed
     /// takes, the bound below which bytes may hold leftovers from an earlier take.
     peak: AtomicUsize,
+    /// Writable, read-only or frozen. Changes only with `&mut self` (`freeze`), so `&self`
+    /// methods read a plain field; the take path never reads it.
+    mode: Mode,
     extent: Extent,
+}
+
+/// What a Tape may do with its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(all(target_os = "linux", not(miri))), allow(dead_code))]
+enum Mode {
+    /// Takes hand out the bytes; `clear` frees them.
+    Writable,
+    /// Nothing is handed out: the head stays at `total` (so every take fails on the fast
+    /// path as if full, and `refusal` says why), even across `clear`. The bytes may still
+    /// change in another process, so they are not readable by offset either.
+    ReadOnly,
+    /// Read-only, and the Block is frozen: no process can change the bytes, so `read` hands
+    /// out `&[T]` views of them.
+    Frozen,
 }
 
 // SAFETY: `base` points into the memory `extent` owns, which is process-wide and not tied
@@ -173,6 +198,7 @@ impl Tape {
             base: extent.base(),
             total: extent.size(),
             peak: AtomicUsize::new(0),
+            mode: Mode::Writable,
             extent,
         }
     }
@@ -183,8 +209,8 @@ impl Tape {
     ///
     /// The bytes are initialized but their values are unspecified: leftovers from an
     /// earlier take before a [`clear`](Tape::clear), or what the Block held. The pointer is
-    /// valid for reads and writes of `size` bytes until the Tape is cleared or dropped, and
-    /// no other take overlaps it. Writing through it is `unsafe`; the typed takes are the
+    /// valid for reads and writes of `size` bytes until the Tape is cleared, frozen or
+    /// dropped, and no other take overlaps it. Writing through it is `unsafe`; the typed takes are the
     /// safe way in.
     ///
     /// Lock-free: one compare-exchange when uncontended, retried only when another thread
@@ -215,6 +241,8 @@ impl Tape {
     ///   `isize::MAX` (no memory can hold it);
     /// - [`TapeFull`](MemError::TapeFull): the padding and `size` exceed the free bytes;
     ///   it carries the size and the free bytes at the time.
+    /// - [`TapeReadOnly`](MemError::TapeReadOnly): the Tape is frozen or over a read-only
+    ///   import, and hands out nothing (reported before any of the above).
     ///
     /// ```
     /// use unimem::{MemError, Tape};
@@ -325,7 +353,12 @@ impl Tape {
         if head > self.peak.load(Ordering::Relaxed) {
             self.peak.store(head, Ordering::Relaxed);
         }
-        self.head.store(0, Ordering::Relaxed);
+        // A read-only Tape stays full: it hands out nothing.
+        let empty = match self.mode {
+            Mode::Writable => 0,
+            Mode::ReadOnly | Mode::Frozen => self.total,
+        };
+        self.head.store(empty, Ordering::Relaxed);
     }
 
     /// Bytes taken, alignment padding included. `used() + free() == total()`.
@@ -378,6 +411,21 @@ impl Tape {
     #[inline]
     pub fn block(&self) -> &Extent {
         &self.extent
+    }
+
+    /// Whether the Tape hands out nothing: frozen by [`freeze`](Tape::freeze) (or a freeze
+    /// that did not finish), or over a read-only import
+    /// ([`over_read_only`](Tape::over_read_only)). Always `false` off Linux.
+    #[inline]
+    pub fn is_read_only(&self) -> bool {
+        self.mode != Mode::Writable
+    }
+
+    /// Whether the Tape is frozen: no process can change its bytes, and
+    /// [`read`](Tape::read) hands out views of them. Always `false` off Linux.
+    #[inline]
+    pub fn is_frozen(&self) -> bool {
+        self.mode == Mode::Frozen
     }
 
     /// Moves the head forward over `size` bytes aligned to `align`: the head before and
@@ -547,6 +595,12 @@ impl Tape {
     #[cold]
     #[inline(never)]
     pub(crate) fn refusal(&self, count: usize, size: usize, align: usize) -> MemError {
+        if self.mode != Mode::Writable {
+            return MemError::TapeReadOnly {
+                id: self.extent.id(),
+                frozen: self.mode == Mode::Frozen,
+            };
+        }
         let bytes = count.checked_mul(size);
         match bytes {
             Some(0) => MemError::ZeroSize,
@@ -597,6 +651,7 @@ impl fmt::Debug for Tape {
             .field("used", &self.used())
             .field("total", &self.total)
             .field("peak", &self.peak())
+            .field("mode", &self.mode)
             .field("block", &self.extent)
             .finish()
     }

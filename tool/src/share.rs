@@ -6,8 +6,12 @@
 //! that it sees the peer's words. Then the owner shares it read-only; the peer imports it
 //! `PROT_READ`, checks it by offsets, and checks that the read-write import and a
 //! read-write re-share are refused. The owner's own mapping must stay writable throughout.
-//! The peer reports each step as a `key value` line on its standard output. Both sides pin
-//! where the limits allow (`Pin::BestEffort`) and report whether they did.
+//! Last, the owner freezes the Block: the kernel must refuse while the peer still maps it
+//! read-write (`FreezeBusy`); once the peer has dropped that import, the freeze goes
+//! through, and the peer imports the frozen Block read-only and confirms `is_frozen()` and
+//! the owner's last words. The peer reports each step as a `key value` line on its standard
+//! output. Both sides pin where the limits allow (`Pin::BestEffort`) and report whether
+//! they did.
 
 use crate::report::{Report, Section};
 
@@ -172,12 +176,19 @@ mod linux {
         } else {
             false
         };
-        drop(socket);
-        let out = child.finish();
 
         // The owner's mapping stays writable after sharing read-only.
         fill(block.as_slice_mut(), LATER_SALT);
         let owner_writes = wrong(block.as_slice(), LATER_SALT) == 0;
+
+        // 3. Freeze: refused while the peer maps the Block read-write, then done.
+        let frozen = if second {
+            Some(freeze(s, block, &socket)?)
+        } else {
+            None
+        };
+        drop(socket);
+        let out = child.finish();
 
         let lines = String::from_utf8_lossy(&out.stdout).into_owned();
         let field = |key: &str| {
@@ -195,7 +206,8 @@ mod linux {
             };
             return Err((status, format!("peer: {error}")));
         }
-        if !first || !second || !out.status.success() {
+        let frozen = frozen.filter(|f| f.confirmed);
+        if !first || !second || frozen.is_none() || !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().last().unwrap_or("no output").to_owned();
             return Err((
@@ -212,7 +224,13 @@ mod linux {
                 s.time(label, Duration::from_secs_f64(t));
             }
         }
-        for key in ["pinned_rw", "pinned_ro", "refusals"] {
+        for key in [
+            "pinned_rw",
+            "pinned_ro",
+            "refusals",
+            "frozen",
+            "frozen_words",
+        ] {
             if let Some(v) = field(key) {
                 s.text(format!("peer {}", key.replace('_', " ")), v);
             }
@@ -230,35 +248,91 @@ mod linux {
             if owner_writes { "yes" } else { "NO" },
         );
         let refusals = field("refusals").unwrap_or_default();
+        let busy = frozen.is_some_and(|f| f.busy);
+        let peer_frozen = field("frozen").as_deref() == Some("true")
+            && field("frozen_words").as_deref() == Some("every word");
+        s.text(
+            "freeze while the peer maps it read-write",
+            if busy {
+                "refused (FreezeBusy)"
+            } else {
+                "ALLOWED"
+            },
+        );
         let size = fmt_bytes(bytes);
-        let (status, detail) = if seen != 0 || !owner_writes || refusals != "both refused" {
-            (
-                Status::Failed,
-                format!(
-                    "{size}: {seen} words of the peer's wrong; owner writable: {owner_writes}; \
-                     read-only refusals: {refusals}"
-                ),
-            )
-        } else {
-            let took = secs("import_ro").map_or(String::new(), |t| {
-                format!(
-                    ", read-only import in {}",
-                    fmt_time(Duration::from_secs_f64(t))
+        let (status, detail) =
+            if seen != 0 || !owner_writes || refusals != "both refused" || !busy || !peer_frozen {
+                (
+                    Status::Failed,
+                    format!(
+                        "{size}: {seen} words of the peer's wrong; owner writable: {owner_writes}; \
+                     read-only refusals: {refusals}; freeze refused while a writer mapped \
+                     it: {busy}; peer saw it frozen with the owner's words: {peer_frozen}"
+                    ),
                 )
-            });
-            let pinned = owner_pinned
-                && field("pinned_rw").as_deref() == Some("true")
-                && field("pinned_ro").as_deref() == Some("true");
-            let how = if pinned { "pinned" } else { "unpinned" };
-            (
-                Status::Works,
-                format!(
-                    "{size} {how} round trip with a second process: written both ways, \
-                     read-only peer refused write access{took}"
-                ),
-            )
-        };
+            } else {
+                let took = secs("import_ro").map_or(String::new(), |t| {
+                    format!(
+                        ", read-only import in {}",
+                        fmt_time(Duration::from_secs_f64(t))
+                    )
+                });
+                let pinned = owner_pinned
+                    && field("pinned_rw").as_deref() == Some("true")
+                    && field("pinned_ro").as_deref() == Some("true");
+                let how = if pinned { "pinned" } else { "unpinned" };
+                (
+                    Status::Works,
+                    format!(
+                        "{size} {how} round trip with a second process: written both ways, \
+                     read-only peer refused write access{took}; frozen once the peer let go \
+                     (refused before), peer confirmed"
+                    ),
+                )
+            };
         Ok(Outcome { status, detail })
+    }
+
+    /// What the freeze step saw.
+    #[derive(Clone, Copy)]
+    struct Frozen {
+        /// The first freeze was refused with `FreezeBusy` (the peer mapped it read-write).
+        busy: bool,
+        /// The peer answered after importing the frozen Block.
+        confirmed: bool,
+    }
+
+    /// Freezes `block`: first while the peer still maps it read-write (must be refused),
+    /// then after the peer has dropped that import; shares the frozen Block read-only.
+    fn freeze(s: &mut Section, block: Block, socket: &UnixStream) -> Result<Frozen, Stop> {
+        let start = Instant::now();
+        let mut frozen = block
+            .into_read_only()
+            .map_err(|e| stop("make read-only", e))?;
+        s.time("read-only in place (seal + remap)", start.elapsed());
+        let busy = match frozen.freeze() {
+            Err(MemError::FreezeBusy { .. }) => true,
+            Ok(()) => false,
+            Err(err) => return Err(stop("freeze", err)),
+        };
+        // Ask the peer to drop its read-write import.
+        if (&*socket).write_all(b"d").is_err() || !wait(socket) {
+            return Ok(Frozen {
+                busy,
+                confirmed: false,
+            });
+        }
+        let start = Instant::now();
+        frozen.freeze().map_err(|e| stop("freeze", e))?;
+        s.time("freeze (F_SEAL_WRITE)", start.elapsed());
+        let share = frozen
+            .share(Access::ReadOnly)
+            .map_err(|e| stop("share frozen", e))?;
+        share.send(socket).map_err(|e| stop("send frozen", e))?;
+        Ok(Frozen {
+            busy,
+            confirmed: wait(socket) && frozen.is_frozen(),
+        })
     }
 
     /// Waits for the peer's one-byte answer: `true` for success.
@@ -365,6 +439,29 @@ mod linux {
             ),
         };
         say(format!("refusals {refusals}"))?;
+        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
+
+        // 3. Freeze. The owner's first freeze is refused while this process maps the Block
+        // read-write; asked, it drops that import, and gets the frozen Block read-only.
+        let mut byte = [0u8; 1];
+        (&*socket)
+            .read_exact(&mut byte)
+            .map_err(|e| format!("failed: waiting for the freeze: {e}"))?;
+        drop(block);
+        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
+        let share = Share::recv(socket).map_err(refused("receive frozen"))?;
+        let frozen =
+            Block::import_read_only(share, Pin::BestEffort).map_err(refused("import frozen"))?;
+        say(format!("frozen {}", frozen.is_frozen()))?;
+        let bad = wrong(frozen.as_slice(), LATER_SALT);
+        say(format!(
+            "frozen_words {}",
+            if bad == 0 {
+                "every word".to_owned()
+            } else {
+                format!("{bad} wrong")
+            }
+        ))?;
         (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
         // Wait for the owner to close its end, so both sides finish in order.
         let _ = (&*socket).read(&mut [0u8; 1]);
