@@ -61,7 +61,7 @@ mod os {
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         Limits {
             page_size: crate::page_size(),
-            memlock: crate::ffi::linux::memlock_limit().ok(),
+            memlock: crate::ffi::memlock_limit().ok(),
             lock_exempt: cap_effective(&status).map(|caps| caps & (1 << CAP_IPC_LOCK) != 0),
             locked: kib_field(&status, "VmLck:"),
             mem_available: mem_available(),
@@ -186,10 +186,18 @@ mod os {
 mod os {
     use super::Limits;
 
+    /// The soft `RLIMIT_MEMLOCK` where the platform has one (every Unix but Miri's).
+    fn memlock() -> Option<Option<u64>> {
+        #[cfg(all(unix, not(miri)))]
+        return crate::ffi::memlock_limit().ok();
+        #[cfg(not(all(unix, not(miri))))]
+        return None;
+    }
+
     pub(super) fn read() -> Limits {
         Limits {
             page_size: crate::page_size(),
-            memlock: None,
+            memlock: memlock(),
             lock_exempt: None,
             locked: None,
             mem_available: None,

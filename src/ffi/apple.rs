@@ -409,45 +409,7 @@ pub(crate) fn deallocate_port(port: mach_port_t) -> Result<(), kern_return_t> {
 // ---------------------------------------------------------------------------------------
 // Wiring (macOS mlock(2))
 
-/// An `errno` value.
-pub(crate) type Errno = i32;
-
-fn last_errno() -> Errno {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// `mlock(ptr, len)`: wire the pages of the range.
-pub(crate) fn mlock(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
-    // SAFETY: mlock changes residency only, never contents; an unmapped range is an error.
-    match unsafe { libc::mlock(ptr.as_ptr().cast(), len) } {
-        0 => Ok(()),
-        _ => Err(last_errno()),
-    }
-}
-
-/// `munlock(ptr, len)`.
-pub(crate) fn munlock(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
-    // SAFETY: residency only; contents are untouched.
-    match unsafe { libc::munlock(ptr.as_ptr().cast(), len) } {
-        0 => Ok(()),
-        _ => Err(last_errno()),
-    }
-}
-
-/// The soft `RLIMIT_MEMLOCK`, in bytes, or `None` when unlimited.
-pub(crate) fn memlock_limit() -> Result<Option<u64>, Errno> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live local.
-    match unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } {
-        0 => Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)),
-        _ => Err(last_errno()),
-    }
-}
+pub(crate) use super::os::{memlock_limit, mlock, munlock};
 
 #[cfg(test)]
 mod tests {

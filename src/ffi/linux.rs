@@ -11,14 +11,8 @@ use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-/// An `errno` value.
-pub(crate) type Errno = i32;
-
-fn last_errno() -> Errno {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
+use super::os::last_errno;
+pub(crate) use super::os::{Errno, mlock, munlock};
 
 /// `memfd_create(name, flags)`: a new anonymous file, closed on exec.
 pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
@@ -298,30 +292,11 @@ pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
     }
 }
 
-/// `mlock(ptr, len)`: populate and lock every page of the range.
-pub(crate) fn mlock(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
-    // SAFETY: mlock changes only residency, never contents, and fails with ENOMEM on a range
-    // that is not mapped.
-    match unsafe { libc::mlock(ptr.as_ptr().cast(), len) } {
-        0 => Ok(()),
-        _ => Err(last_errno()),
-    }
-}
-
 /// `mlock2(ptr, len, MLOCK_ONFAULT)`: charge the range to RLIMIT_MEMLOCK and lock each page
 /// as it is faulted in, without populating it now (Linux 4.4).
 pub(crate) fn mlock_on_fault(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
     // SAFETY: as for mlock: residency only; an unmapped range is an error, not UB.
     match unsafe { libc::mlock2(ptr.as_ptr().cast(), len, libc::MLOCK_ONFAULT as _) } {
-        0 => Ok(()),
-        _ => Err(last_errno()),
-    }
-}
-
-/// `munlock(ptr, len)`.
-pub(crate) fn munlock(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
-    // SAFETY: residency only; contents are untouched.
-    match unsafe { libc::munlock(ptr.as_ptr().cast(), len) } {
         0 => Ok(()),
         _ => Err(last_errno()),
     }
@@ -345,19 +320,6 @@ pub(crate) fn populate_read(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
     // unchanged and an unmapped range is an error.
     match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_READ) } {
         0 => Ok(()),
-        _ => Err(last_errno()),
-    }
-}
-
-/// The soft `RLIMIT_MEMLOCK`, in bytes, or `None` when unlimited.
-pub(crate) fn memlock_limit() -> Result<Option<u64>, Errno> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live local.
-    match unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } {
-        0 => Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)),
         _ => Err(last_errno()),
     }
 }

@@ -8,6 +8,8 @@
 #[cfg_attr(not(unix), path = "stub.rs")]
 mod os;
 
+#[cfg(all(unix, not(miri)))]
+pub(crate) use os::memlock_limit;
 pub(crate) use os::{errno_name, page_size};
 
 #[cfg(all(target_os = "linux", not(miri)))]

@@ -33,3 +33,53 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+// Memory locking, the same call on every Unix. Not under Miri: no backend there locks.
+
+/// An `errno` value.
+#[cfg(not(miri))]
+pub(crate) type Errno = i32;
+
+/// `errno` after a failed call.
+#[cfg(not(miri))]
+pub(crate) fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// `mlock(ptr, len)`: populate and lock (wire) every page of the range.
+#[cfg(not(miri))]
+pub(crate) fn mlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: mlock changes only residency, never contents, and fails with ENOMEM on a range
+    // that is not mapped.
+    match unsafe { libc::mlock(ptr.as_ptr().cast(), len) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `munlock(ptr, len)`.
+#[cfg(not(miri))]
+pub(crate) fn munlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: residency only; contents are untouched.
+    match unsafe { libc::munlock(ptr.as_ptr().cast(), len) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// The soft `RLIMIT_MEMLOCK`, in bytes, or `None` when unlimited.
+#[cfg(not(miri))]
+pub(crate) fn memlock_limit() -> Result<Option<u64>, Errno> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live local.
+    match unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } {
+        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux and macOS, not everywhere.
+        0 => Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)),
+        _ => Err(last_errno()),
+    }
+}
