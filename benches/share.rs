@@ -2,9 +2,15 @@
 //! file, map, pin) against the owner's creation of the Block and against copying the bytes
 //! over the same socket. Import does no copy, so it must not scale like the copy.
 //!
-//! The importer runs in this process (a second mapping of the same memfd): the system calls
-//! and page-table work are the ones a peer process does. Each iteration's share is sent
-//! before the clock starts and the import dropped after it stops.
+//! The importer runs in this process, which therefore must not map the file otherwise (a
+//! second mapping in one process would alias the first, and is refused): the owner fills
+//! its Block, shares it and drops it before the import benchmarks, the share keeping the
+//! memory alive. The importer then pays what a peer process pays: `recvmsg`, `fstat`,
+//! `F_GET_SEALS`, `readlink`, `mmap`, then page tables and locks for pages that already
+//! exist (the owner populated them; dropping its mapping does not free them). Each
+//! iteration's share is sent before the clock starts and the import dropped after it
+//! stops. The read-only benchmark imports a read-only share of the same file, made by a
+//! read-write import (any holder may seal).
 //!
 //! ```sh
 //! cargo bench --bench share
@@ -65,13 +71,15 @@ mod linux {
             })
         });
 
+        // The owner fills the Block, shares it read-write and lets go of it.
         let mut owner = open(GIB);
         owner.as_bytes_mut().fill(0x5A);
         let pin = pin_of(&owner);
+        let share = owner.share(Access::ReadWrite).unwrap();
+        drop(owner);
         let (here, there) = UnixStream::pair().unwrap();
 
         group.bench_function("peer imports read-write (recv + checks + map + pin)", |b| {
-            let share = owner.share(Access::ReadWrite).unwrap();
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -86,12 +94,17 @@ mod linux {
             })
         });
 
+        // Sealing read-only is done once, by a holder: here a read-write import, dropped
+        // before the benchmark.
+        let read_only = Block::import(share, pin)
+            .unwrap()
+            .share(Access::ReadOnly)
+            .unwrap();
         group.bench_function("peer imports read-only (recv + checks + map + pin)", |b| {
-            let share = owner.share(Access::ReadOnly).unwrap();
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    share.send(&here).unwrap();
+                    read_only.send(&here).unwrap();
                     let start = Instant::now();
                     let peer = Block::import_read_only(Share::recv(&there).unwrap(), pin).unwrap();
                     total += start.elapsed();
@@ -101,7 +114,11 @@ mod linux {
                 total
             })
         });
+        drop(read_only);
 
+        // The copies' source: a Block of the same bytes (the shared file is freed above).
+        let mut owner = open(GIB);
+        owner.as_bytes_mut().fill(0x5A);
         let mut copy = open(GIB);
         group.bench_function("copy over the socket into a ready Block", |b| {
             b.iter_custom(|iters| {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::Access;
+
 /// Everything that can go wrong in unimem.
 ///
 /// Every variant carries the numbers a user needs to understand the failure, and its
@@ -273,6 +275,19 @@ pub enum MemError {
         id: u32,
         /// The memfd carries a write seal.
         sealed: bool,
+    },
+    /// An import of a file this process already maps (a live Block, Tape or import of the
+    /// same memfd): a second mapping here would be a second view of the same bytes that the
+    /// borrow checker cannot see, so a `&mut` from one would alias views from the other. A
+    /// read-write import is refused next to any mapping of the file, a read-only one next to
+    /// a writable mapping (read-only imports of a frozen or read-only Block are fine).
+    AlreadyMapped {
+        /// The id of a live Block of this process that maps the file.
+        id: u32,
+        /// That mapping is writable: a Block opened or imported read-write, not frozen.
+        writable: bool,
+        /// The access of the refused import.
+        requested: Access,
     },
     /// A read of `len` elements of `elem` bytes at `offset` runs past the end of a Block of
     /// `size` bytes (or its byte count overflows).
@@ -734,6 +749,51 @@ impl fmt::Display for MemError {
                 f,
                 "Block {id} was imported read-only by this process, so it cannot hand out \
                  write access: share it with Access::ReadOnly"
+            ),
+            MemError::AlreadyMapped {
+                id,
+                writable: true,
+                requested: Access::ReadWrite,
+            } => write!(
+                f,
+                "Block {id} of this process already maps this memfd writable: a read-write \
+                 import here would be a second mutable view of the same bytes, which Rust \
+                 forbids within one process. Use Block {id} (or its Tape or Extent) itself, \
+                 drop it before importing (the Share keeps the memory alive), or import in \
+                 another process"
+            ),
+            MemError::AlreadyMapped {
+                id,
+                writable: true,
+                requested: Access::ReadOnly,
+            } => write!(
+                f,
+                "Block {id} of this process maps this memfd writable: a read-only import here \
+                 would alias bytes that Block (or its Tape) can hand out as &mut. Freeze it \
+                 first (Block::freeze, Block::into_read_only, Tape::freeze: read-only imports \
+                 next to a read-only Block are fine), use Block {id} itself, drop it before \
+                 importing (the Share keeps the memory alive), or import in another process"
+            ),
+            MemError::AlreadyMapped {
+                id,
+                writable: false,
+                requested: Access::ReadWrite,
+            } => write!(
+                f,
+                "Block {id} of this process maps this memfd read-only: a read-write import \
+                 here would hand out &mut to bytes it views as &[T]. Import read-only \
+                 (Block::import_read_only), use Block {id} itself, drop it before importing \
+                 (the Share keeps the memory alive), or import in another process"
+            ),
+            // Not refused by unimem (read-only mappings coexist); said plainly all the same.
+            MemError::AlreadyMapped {
+                id,
+                writable: false,
+                requested: Access::ReadOnly,
+            } => write!(
+                f,
+                "Block {id} of this process already maps this memfd read-only: use Block \
+                 {id} itself, or import in another process"
             ),
             MemError::ReadOutOfBounds {
                 offset,

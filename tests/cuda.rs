@@ -2,8 +2,8 @@
 //! CPU, written by the CPU and read by the GPU, whole, at page offsets, and for a Tape's takes
 //! and a Grid's cells at nonzero offsets; double registration, bad devices, the drop order
 //! and kept registrations (`CudaBlock::keep`, surviving `Tape::clear`) are checked. On Linux
-//! a read-only import registers read-only, and a Block shared to an `exec`'d child is
-//! registered and written by the GPU there.
+//! a read-only import in an `exec`'d child registers read-only and sees the owner's writes,
+//! and a Block shared to an `exec`'d child is registered and written by the GPU there.
 //!
 //! Without a CUDA driver every test that needs a GPU says so on stderr
 //! (`skipped: no CUDA driver: ...`, written past the test harness's capture, so it shows in
@@ -655,25 +655,59 @@ fn kept_registration_survives_clear_and_ends_with_the_block() {
     );
 }
 
-/// Sharing: a read-only import registers read-only, and a Block shared to an `exec`'d child
-/// is registered and written by the GPU there.
+/// Sharing, with `exec`'d children: a read-only import registers read-only and sees the
+/// owner's writes, and a read-write import is registered and written by the GPU there.
 #[cfg(target_os = "linux")]
 mod shared {
-    use std::os::unix::net::UnixStream;
-
     use super::{MIB, common, gpu, gpu_read, pattern, register};
-    use common::{Peer, ack, is_child, parent_socket};
+    use common::{Peer, ack, is_child, parent_socket, wait_ack};
     use unimem::cuda::{Attribute, Driver};
     use unimem::{Access, Block, Pin, Share, page_size};
 
     const READ_ONLY: &str = "shared::read_only_import_registers_read_only_and_sees_the_owners_data";
 
+    /// The reader is a peer process: in the owner's own process a read-only import is
+    /// refused while the owner maps the Block writable (`AlreadyMapped`).
     #[test]
     fn read_only_import_registers_read_only_and_sees_the_owners_data() {
-        let Some(driver) = gpu(READ_ONLY) else {
+        if is_child(READ_ONLY) {
+            // A fresh process (started with exec): it loads the driver itself.
+            let socket = parent_socket();
+            let driver = Driver::load().unwrap();
+            let import =
+                Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+            assert_eq!(import.access(), Access::ReadOnly);
+            let registered = import.register_cuda(&driver, 0).unwrap();
+            assert!(registered.is_read_only());
+            assert_ne!(
+                registered
+                    .device()
+                    .attribute(Attribute::ReadOnlyHostRegisterSupported)
+                    .unwrap(),
+                0
+            );
+            let page = page_size();
+            let size = import.size();
+            for (offset, len) in [(0, size), (page + 3, 2 * page), (size - 1, 1)] {
+                let owners: Vec<u8> = (offset..offset + len).map(pattern).collect();
+                assert!(
+                    gpu_read(&registered, offset, len) == owners,
+                    "GPU read {len} bytes at {offset} through the read-only import"
+                );
+            }
+            ack(&socket);
+            // The owner writes on (its own mapping is writable), then says so; the GPU
+            // reads the new bytes through this process's read-only registration.
+            wait_ack(&socket);
+            assert!(gpu_read(&registered, 0, size).iter().all(|&b| b == 0x6B));
+            drop(registered);
+            drop(import);
+            ack(&socket);
             return;
-        };
-        let page = page_size();
+        }
+        if gpu(READ_ONLY).is_none() {
+            return;
+        }
         let mut owner = Block::builder(2 * MIB)
             .name("unimem-cuda-ro")
             .open()
@@ -681,36 +715,18 @@ mod shared {
         for (i, b) in owner.as_bytes_mut().iter_mut().enumerate() {
             *b = pattern(i);
         }
-        let (here, there) = UnixStream::pair().unwrap();
-        owner.share(Access::ReadOnly).unwrap().send(&here).unwrap();
-        let import =
-            Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
-        assert_eq!(import.access(), Access::ReadOnly);
-        assert_ne!(import.address(), owner.address(), "a mapping of its own");
-
-        let registered = import.register_cuda(&driver, 0).unwrap();
-        assert!(registered.is_read_only());
-        assert_ne!(
-            registered
-                .device()
-                .attribute(Attribute::ReadOnlyHostRegisterSupported)
-                .unwrap(),
-            0
-        );
-        let size = import.size();
-        for (offset, len) in [(0, size), (page + 3, 2 * page), (size - 1, 1)] {
-            assert!(
-                gpu_read(&registered, offset, len) == owner.as_bytes()[offset..offset + len],
-                "GPU read {len} bytes at {offset} through the read-only import"
-            );
-        }
-        // The owner writes on (its own mapping is writable); the GPU reads the new bytes
-        // through the import's read-only registration.
+        let mut peer = Peer::spawn(READ_ONLY, &[]);
+        owner
+            .share(Access::ReadOnly)
+            .unwrap()
+            .send(peer.socket())
+            .unwrap();
+        peer.wait_ack();
         owner.as_bytes_mut().fill(0x6B);
-        assert!(gpu_read(&registered, 0, size).iter().all(|&b| b == 0x6B));
-        drop(registered);
-        // An import drops like any Block: the owner is unaffected.
-        drop(import);
+        ack(peer.socket());
+        peer.wait_ack();
+        peer.assert_passes();
+        // The import dropped like any Block: the owner is unaffected.
         assert!(owner.as_bytes().iter().all(|&b| b == 0x6B));
     }
 

@@ -1,6 +1,6 @@
 //! Every MemError variant's message: what happened, the numbers, and what to do.
 
-use unimem::{MemError, MemoryLimit};
+use unimem::{Access, MemError, MemoryLimit};
 
 fn text(err: MemError) -> String {
     let text = err.to_string();
@@ -360,6 +360,62 @@ fn not_writable() {
     });
     assert!(
         t.contains("Block 6") && t.contains("imported read-only") && t.contains("Access::ReadOnly")
+    );
+}
+
+#[test]
+fn already_mapped() {
+    let t = text(MemError::AlreadyMapped {
+        id: 7,
+        writable: true,
+        requested: Access::ReadWrite,
+    });
+    for part in [
+        "Block 7",
+        "already maps this memfd writable",
+        "read-write import",
+        "drop it before importing",
+        "another process",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::AlreadyMapped {
+        id: 8,
+        writable: true,
+        requested: Access::ReadOnly,
+    });
+    for part in [
+        "Block 8",
+        "writable",
+        "read-only import",
+        "&mut",
+        "Freeze it first",
+        "Block::freeze",
+        "another process",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::AlreadyMapped {
+        id: 9,
+        writable: false,
+        requested: Access::ReadWrite,
+    });
+    for part in [
+        "Block 9",
+        "read-only",
+        "Block::import_read_only",
+        "another process",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::AlreadyMapped {
+        id: 10,
+        writable: false,
+        requested: Access::ReadOnly,
+    });
+    assert!(
+        t.contains("Block 10") && t.contains("another process"),
+        "{t}"
     );
 }
 

@@ -1,9 +1,10 @@
 //! Freezing a Block: the bytes immutable for every process. In one process: what freeze
 //! does to the Block (same address, pinned, read-only, frozen) and every write route it
-//! closes to the owner; with a real peer process: a peer of a frozen Block cannot write by
+//! closes to the owner, refused while pages are pinned, and a relock refused by the memlock
+//! limit, then finished; with a real peer process: a peer of a frozen Block cannot write by
 //! any route, and freeze is refused (`FreezeBusy`), leaving a consistent state, while a
-//! read-write peer maps the Block; in one process again: refused while pages are pinned,
-//! and a relock refused by the memlock limit, then finished.
+//! read-write peer maps the Block, or a read-only import of a read-write share made before
+//! the seal (until that import freezes too).
 
 #![cfg(all(target_os = "linux", not(miri)))]
 
@@ -234,32 +235,6 @@ fn owner_cannot_write_a_frozen_block() {
         Err(MemError::NotWritable { sealed: true, .. })
     ));
     drop(frozen);
-}
-
-#[test]
-fn a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too() {
-    // A PROT_READ shared mapping made from an O_RDWR descriptor before the file had a write
-    // seal counts as writable to the kernel: the owner's freeze is refused while it exists.
-    let block = owner(2 * page_size(), 4);
-    let id = block.id();
-    let mut reader =
-        Block::import_read_only(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
-    let reader_address = reader.address();
-    let mut frozen = block.into_read_only().unwrap();
-    assert_eq!(
-        frozen.freeze().unwrap_err(),
-        MemError::FreezeBusy {
-            id,
-            size: 2 * page_size()
-        }
-    );
-    assert!(!frozen.is_frozen() && !reader.is_frozen());
-    // The reader's own freeze replaces its mapping in place, then seals: both are frozen.
-    reader.freeze().unwrap();
-    assert_eq!(reader.address(), reader_address);
-    assert!(reader.is_frozen() && frozen.is_frozen());
-    frozen.freeze().unwrap();
-    assert!(holds(reader.as_slice(), 4) && holds(frozen.as_slice(), 4));
 }
 
 #[test]
@@ -561,5 +536,56 @@ fn freeze_is_busy_while_a_read_write_peer_maps_the_block() {
     tape.freeze().unwrap();
     assert!(tape.is_frozen() && tape.block().is_frozen() && tape.block().is_pinned());
     assert!(holds(tape.read::<u64>(0, size / 8).unwrap(), 12));
+    peer.assert_passes();
+}
+
+#[test]
+fn a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too() {
+    // A PROT_READ shared mapping made from an O_RDWR descriptor before the file had a write
+    // seal counts as writable to the kernel: the owner's freeze is refused while it exists.
+    // The reader is a peer process (in the owner's own process a read-only import is
+    // refused while the owner maps the Block writable).
+    const NAME: &str = "a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too";
+    if is_child(NAME) {
+        let socket = parent_socket();
+        let mut reader =
+            Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        let address = reader.address();
+        ack(&socket);
+        // The owner's freeze was refused; this process's own freeze replaces its mapping
+        // in place, then seals.
+        wait_ack(&socket);
+        assert!(!reader.is_frozen());
+        reader.freeze().unwrap();
+        assert_eq!(reader.address(), address);
+        assert!(reader.is_frozen());
+        assert!(holds(reader.as_slice(), 4));
+        ack(&socket);
+        return;
+    }
+    let block = owner(2 * page_size(), 4);
+    let id = block.id();
+    let mut peer = Peer::spawn(NAME, &[]);
+    block
+        .share(Access::ReadWrite)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    let mut frozen = block.into_read_only().unwrap();
+    assert_eq!(
+        frozen.freeze().unwrap_err(),
+        MemError::FreezeBusy {
+            id,
+            size: 2 * page_size()
+        }
+    );
+    assert!(!frozen.is_frozen());
+    ack(peer.socket());
+    peer.wait_ack();
+    // The reader froze the file: it is frozen for every holder.
+    assert!(frozen.is_frozen());
+    frozen.freeze().unwrap();
+    assert!(holds(frozen.as_slice(), 4));
     peer.assert_passes();
 }

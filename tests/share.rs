@@ -1,7 +1,9 @@
-//! Sharing a Block between processes: the round trip in one process, then every fault in a
-//! real child process (this test binary re-executed, holding a socket to the parent as its
-//! standard input): resizing peers, read-only peers that try to write, a peer that dies, an
-//! owner that leaves, garbage on the socket, and a peer running as another user.
+//! Sharing a Block between processes: imports in one process (of a file it maps no other
+//! way, or only read-only), the aliasing imports refused there, then round trips and every
+//! fault with a real child process (this test binary re-executed, holding a socket to the
+//! parent as its standard input): resizing peers, read-only peers that try to write, a peer
+//! that dies, an owner that leaves, garbage on the socket, and a peer running as another
+//! user.
 
 #![cfg(all(target_os = "linux", not(miri)))]
 
@@ -12,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 
 use common::{Peer, ack, errno, is_child, parent_socket, wait_ack};
-use unimem::{Access, Block, MemError, Pin, ReadOnlyBlock, Share, page_size};
+use unimem::{Access, Block, MemError, Pin, ReadOnlyBlock, Share, Tape, page_size};
 
 const MIB: usize = 1 << 20;
 
@@ -61,69 +63,32 @@ fn file_size(fd: RawFd) -> i64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// In one process
-
-#[test]
-fn read_write_round_trip() {
-    let mut block = owner(4 * page_size(), 1);
-    let share = block.share(Access::ReadWrite).unwrap();
-    assert_eq!(share.size(), block.size());
-    assert_eq!(share.access(), Access::ReadWrite);
-    assert_eq!(share.source_id(), block.id());
-
-    let mut peer = Block::import(through_socket(&share), Pin::Required).unwrap();
-    assert_ne!(peer.id(), block.id());
-    assert_ne!(peer.address(), block.address());
-    assert_eq!(peer.size(), block.size());
-    assert_eq!(peer.access(), Access::ReadWrite);
-    assert_eq!(peer.name(), "unimem-share-test");
-    assert!(peer.is_pinned());
-    assert!(holds(peer.as_slice(), 1));
-
-    fill(&mut peer, 2);
-    assert!(
-        holds(block.as_slice(), 2),
-        "peer's writes not seen by the owner"
-    );
-    block.as_bytes_mut()[5] = 0xAB;
-    assert_eq!(peer.as_bytes()[5], 0xAB);
-    // A read-write import can share on, read-write.
-    let again = Block::import(peer.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
-    assert_eq!(again.as_bytes()[5], 0xAB);
-}
+// In one process. An import here is of a file this process maps in no other way (its
+// owner dropped; a share keeps the memory alive), or only read-only (its owner frozen):
+// round trips with a live writable owner run with a peer process, below.
 
 #[test]
 fn read_only_round_trip() {
     let block = owner(2 * page_size(), 3);
-    let peer = Block::import_read_only(
-        through_socket(&block.share(Access::ReadOnly).unwrap()),
-        Pin::Required,
-    )
-    .unwrap();
-    assert_eq!(peer.access(), Access::ReadOnly);
     assert_eq!(block.access(), Access::ReadWrite);
+    let share = block.share(Access::ReadOnly).unwrap();
+    drop(block);
+    let peer = Block::import_read_only(through_socket(&share), Pin::Required).unwrap();
+    assert_eq!(peer.access(), Access::ReadOnly);
+    assert_eq!(peer.name(), "unimem-share-test");
     assert!(
         peer.is_pinned(),
         "mlock of a PROT_READ shared mapping works"
     );
     assert!(holds(peer.as_slice(), 3));
-    assert_eq!(peer.as_bytes().len(), block.size());
-    assert_eq!(peer.as_f32().len(), block.size() / 4);
-    assert_eq!(peer.as_u16().len(), block.size() / 2);
+    assert_eq!(peer.as_bytes().len(), 2 * page_size());
+    assert_eq!(peer.as_f32().len(), peer.size() / 4);
+    assert_eq!(peer.as_u16().len(), peer.size() / 2);
     assert_eq!(
         peer.read::<u64>(8, 2).unwrap(),
         &[pattern(1, 3), pattern(2, 3)]
     );
     assert!(format!("{peer:?}").contains("ReadOnly"));
-}
-
-#[test]
-fn owner_mapping_stays_writable_after_sharing_read_only() {
-    let mut block = owner(page_size(), 4);
-    let peer =
-        Block::import_read_only(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
-    block.as_slice_mut::<u64>()[0] = 77;
-    assert_eq!(peer.read::<u64>(0, 1).unwrap(), &[77]);
 }
 
 #[test]
@@ -158,9 +123,12 @@ fn read_only_is_per_inode_and_permanent() {
 #[test]
 fn read_only_import_cannot_share_writable() {
     let block = owner(page_size(), 6);
+    let id = block.id();
+    let writable = block.share(Access::ReadWrite).unwrap();
+    let later = block.share(Access::ReadWrite).unwrap();
+    drop(block);
     // A read-only import of a read-write share: not sealed, but this process chose to read.
-    let peer =
-        Block::import_read_only(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
+    let peer = Block::import_read_only(writable, Pin::BestEffort).unwrap();
     assert_eq!(peer.access(), Access::ReadOnly);
     assert_eq!(
         peer.share(Access::ReadWrite).unwrap_err(),
@@ -169,38 +137,14 @@ fn read_only_import_cannot_share_writable() {
             sealed: false
         }
     );
-    // Sharing it read-only seals the file for everyone, the owner included.
+    // Sharing it read-only seals the file for every holder: a read-write share made
+    // earlier (by the owner) can no longer be imported writable, here or anywhere.
     peer.share(Access::ReadOnly).unwrap();
-    assert!(matches!(
-        block.share(Access::ReadWrite),
-        Err(MemError::NotWritable { sealed: true, .. })
-    ));
-}
-
-#[test]
-fn read_write_peers_are_trusted_with_the_contents() {
-    // A read-write share trusts the peer with the bytes: besides writing them, it may punch
-    // holes (fallocate, MADV_REMOVE), which the resize seals do not forbid. The owner then
-    // reads zeros there, never SIGBUS, and keeps working.
-    let mut block = owner(4 * page_size(), 14);
-    let peer = Block::import(block.share(Access::ReadWrite).unwrap(), Pin::BestEffort).unwrap();
-    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-    // SAFETY: fallocate on the import's descriptor; the pages it frees are re-faulted as
-    // zeros by both mappings, which stay valid (the size is unchanged).
-    let r = unsafe {
-        libc::fallocate(
-            peer.as_raw_fd(),
-            punch,
-            page_size() as libc::off_t,
-            page_size() as libc::off_t,
-        )
-    };
-    assert_eq!(r, 0, "errno {}", errno());
-    let page = page_size();
-    assert!(block.as_bytes()[page..2 * page].iter().all(|&b| b == 0));
-    assert!(holds(&block.as_slice::<u64>()[..page / 8], 14));
-    fill(&mut block, 15);
-    assert!(holds(peer.as_slice(), 15));
+    drop(peer);
+    assert_eq!(
+        Block::import(later, Pin::BestEffort).unwrap_err(),
+        MemError::NotWritable { id, sealed: true }
+    );
 }
 
 #[test]
@@ -210,19 +154,36 @@ fn share_outlives_its_block() {
     drop(block);
     let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
     assert!(holds(peer.as_slice(), 7));
+    // Read-write too: the owner gone, the import is the only mapping here, and may write.
+    let block = owner(3 * page_size(), 8);
+    let share = block.share(Access::ReadWrite).unwrap();
+    drop(block);
+    let mut peer = Block::import(through_socket(&share), Pin::BestEffort).unwrap();
+    assert!(holds(peer.as_slice(), 8));
+    fill(&mut peer, 9);
+    drop(peer);
+    let peer = Block::import(share, Pin::BestEffort).unwrap();
+    assert!(
+        holds(peer.as_slice(), 9),
+        "the file kept the import's writes"
+    );
 }
 
 #[test]
 fn a_share_can_be_sent_twice() {
-    let block = owner(page_size(), 8);
-    let share = block.share(Access::ReadOnly).unwrap();
+    let frozen = owner(page_size(), 8).freeze().unwrap();
+    let share = frozen.share(Access::ReadOnly).unwrap();
     let (here, there) = UnixStream::pair().unwrap();
     share.send(&here).unwrap();
     share.send(&here).unwrap();
+    // Read-only mappings of a frozen Block coexist in one process: no view of it is `&mut`.
     let a = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
     let b = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
     assert!(holds(a.as_slice(), 8) && holds(b.as_slice(), 8));
+    assert!(a.is_frozen() && b.is_frozen());
     assert_ne!(a.id(), b.id());
+    assert_ne!(a.address(), b.address());
+    assert_eq!(a.as_bytes(), frozen.as_bytes());
 }
 
 #[test]
@@ -236,9 +197,9 @@ fn received_descriptors_close_on_exec() {
 
 #[test]
 fn reads_check_bounds_and_alignment() {
-    let block = owner(page_size(), 10);
+    let frozen = owner(page_size(), 10).freeze().unwrap();
     let peer: ReadOnlyBlock =
-        Block::import_read_only(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
+        Block::import_read_only(frozen.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
     let size = page_size();
     assert_eq!(peer.read::<u8>(size, 0).unwrap(), &[] as &[u8]);
     assert_eq!(peer.read::<u8>(size - 1, 1).unwrap().len(), 1);
@@ -290,9 +251,10 @@ fn sending_to_a_closed_peer_is_epipe() {
 #[test]
 fn read_only_import_is_locked_and_leaks_nothing() {
     if is_child("read_only_import_is_locked_and_leaks_nothing") {
-        // 96 MiB: populated by several threads, read-only (MADV_POPULATE_READ).
+        // 96 MiB: populated by several threads, read-only (MADV_POPULATE_READ). Frozen
+        // first, so that a read-only import may sit next to it in this process.
         let size = 96 * MIB;
-        let block = owner(size, 12);
+        let block = owner(size, 12).freeze().unwrap();
         let share = block.share(Access::ReadOnly).unwrap();
         let locked = common::status_bytes("VmLck:");
         let fds = common::open_fds();
@@ -312,7 +274,9 @@ fn read_only_import_is_locked_and_leaks_nothing() {
 #[test]
 fn import_pin_follows_policy() {
     if is_child("import_pin_follows_policy") {
-        let block = owner(4 * MIB, 13);
+        // Frozen (and relocked) before the limit drops, so that read-only imports may sit
+        // next to it.
+        let block = owner(4 * MIB, 13).freeze().unwrap();
         common::drop_privileges(64 << 10);
         let share = block.share(Access::ReadOnly).unwrap();
         let fds = common::open_fds();
@@ -325,9 +289,11 @@ fn import_pin_follows_policy() {
         let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
         assert!(!peer.is_pinned());
         assert!(holds(peer.as_slice(), 13));
-        // The read-write path refuses the same way.
+        // The read-write path refuses the same way (its owner dropped first: a read-write
+        // import is the only mapping of its file in a process).
         let writable = Block::builder(MIB).pin(Pin::BestEffort).open().unwrap();
         let share = through_socket(&writable.share(Access::ReadWrite).unwrap());
+        drop(writable);
         let fds = common::open_fds() - 1;
         let err = Block::import(share, Pin::Required).unwrap_err();
         assert!(matches!(err, MemError::LockRefused { .. }), "{err:?}");
@@ -335,6 +301,333 @@ fn import_pin_follows_policy() {
         return;
     }
     common::assert_child_passes("import_pin_follows_policy");
+}
+
+// ---------------------------------------------------------------------------------------
+// Aliases in one process: refused. A second mapping of a file this process maps would be
+// a second Block over the same bytes, which the borrow checker cannot see.
+
+/// A reviewer's program: a Tape's `&mut` take and an import of the same memfd in the same
+/// process would be two live views of the same bytes, one of them `&mut`.
+#[test]
+fn an_import_is_refused_while_the_owner_maps_the_file_writable() {
+    // In a child: it counts this process's descriptors.
+    const NAME: &str = "an_import_is_refused_while_the_owner_maps_the_file_writable";
+    if !is_child(NAME) {
+        return common::assert_child_passes(NAME);
+    }
+    let tape = Tape::over(Block::builder(4096).pin(Pin::BestEffort).open().unwrap());
+    let id = tape.block().id();
+    let xs: &mut [u8] = tape.take_slice::<u8>(4096).unwrap();
+    xs.fill(1);
+    let fds = common::open_fds();
+    let refused = |requested| MemError::AlreadyMapped {
+        id,
+        writable: true,
+        requested,
+    };
+    // A share made here and imported at once, and one that went through a socket.
+    let share = tape.block().share(Access::ReadWrite).unwrap();
+    assert_eq!(
+        Block::import(share, Pin::BestEffort).unwrap_err(),
+        refused(Access::ReadWrite)
+    );
+    let share = through_socket(&tape.block().share(Access::ReadWrite).unwrap());
+    assert_eq!(
+        Block::import(share, Pin::BestEffort).unwrap_err(),
+        refused(Access::ReadWrite)
+    );
+    // Read-only too: the take is a live `&mut`.
+    let share = through_socket(&tape.block().share(Access::ReadWrite).unwrap());
+    assert_eq!(
+        Block::import_read_only(share, Pin::BestEffort).unwrap_err(),
+        refused(Access::ReadOnly)
+    );
+    let share = tape.block().share(Access::ReadOnly).unwrap();
+    let err = Block::import_read_only(share, Pin::BestEffort).unwrap_err();
+    assert_eq!(err, refused(Access::ReadOnly));
+    assert!(err.to_string().contains("Freeze it first"), "{err}");
+    assert_eq!(
+        common::open_fds(),
+        fds,
+        "a refused share's descriptor leaked"
+    );
+    assert!(xs.iter().all(|&b| b == 1));
+}
+
+#[test]
+fn a_read_only_import_sits_next_to_a_read_only_owner() {
+    let block = owner(2 * page_size(), 42);
+    let id = block.id();
+    let share = block.share(Access::ReadOnly).unwrap();
+    assert!(matches!(
+        Block::import_read_only(through_socket(&share), Pin::BestEffort),
+        Err(MemError::AlreadyMapped { writable: true, .. })
+    ));
+    // Made read-only in place (not frozen yet): no `&mut` view of it can exist here.
+    let mut block = block.into_read_only().unwrap();
+    let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
+    assert!(holds(peer.as_slice(), 42));
+    assert_eq!(peer.as_bytes(), block.as_bytes());
+    block.freeze().unwrap();
+    assert!(peer.is_frozen());
+    // A read-write import never sits next to anything (here the write seal says so first).
+    assert!(matches!(
+        Block::import(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort),
+        Err(MemError::ShareReadOnly { source, .. }) if source == id
+    ));
+}
+
+/// The reviewer's Tape, frozen first: then an in-process read-only import is legal.
+#[test]
+fn a_frozen_tape_is_imported_read_only_in_its_own_process() {
+    let mut tape = Tape::over(Block::builder(4096).pin(Pin::BestEffort).open().unwrap());
+    let xs = tape.take_slice::<u32>(4).unwrap();
+    xs.copy_from_slice(&[1, 2, 3, 4]);
+    let at = tape.offset_of(xs.as_ptr()).unwrap();
+    let early = tape.block().share(Access::ReadWrite).unwrap();
+    tape.freeze().unwrap();
+    let import = Block::import_read_only(
+        tape.block().share(Access::ReadOnly).unwrap(),
+        Pin::BestEffort,
+    )
+    .unwrap();
+    assert!(import.is_frozen());
+    assert_eq!(import.read::<u32>(at, 4).unwrap(), &[1, 2, 3, 4]);
+    assert_eq!(tape.read::<u32>(at, 4).unwrap(), &[1, 2, 3, 4]);
+    // A read-only Tape over the import, next to the frozen one: both read by offset.
+    let shared = Tape::over_read_only(import);
+    assert_eq!(shared.read::<u32>(at + 8, 2).unwrap(), &[3, 4]);
+    // Write access stays out of reach (the seal refuses it before the registry is asked).
+    assert!(matches!(
+        Block::import(early, Pin::BestEffort),
+        Err(MemError::NotWritable { sealed: true, .. })
+    ));
+}
+
+#[test]
+fn a_file_is_imported_read_write_once_per_process() {
+    // In a child: it counts this process's descriptors.
+    const NAME: &str = "a_file_is_imported_read_write_once_per_process";
+    if !is_child(NAME) {
+        return common::assert_child_passes(NAME);
+    }
+    let block = owner(page_size(), 44);
+    let share = block.share(Access::ReadWrite).unwrap();
+    drop(block);
+    let (here, there) = UnixStream::pair().unwrap();
+    for _ in 0..4 {
+        share.send(&here).unwrap();
+    }
+    let recv = || Share::recv(&there).unwrap();
+    // In flight, the four descriptors are the socket's, not this process's; `share` itself
+    // is consumed below.
+    let fds = common::open_fds() - 1;
+    let mut first = Block::import(recv(), Pin::BestEffort).unwrap();
+    let writer = |requested| MemError::AlreadyMapped {
+        id: first.id(),
+        writable: true,
+        requested,
+    };
+    assert_eq!(
+        Block::import(recv(), Pin::BestEffort).unwrap_err(),
+        writer(Access::ReadWrite)
+    );
+    assert_eq!(
+        Block::import_read_only(recv(), Pin::BestEffort).unwrap_err(),
+        writer(Access::ReadOnly)
+    );
+    fill(&mut first, 45);
+    drop(first);
+    // Mapped nowhere here any more: it imports again. Read-only this time, and a read-write
+    // import next to that is refused.
+    let reader = Block::import_read_only(recv(), Pin::BestEffort).unwrap();
+    assert!(holds(reader.as_slice(), 45));
+    let err = Block::import(share, Pin::BestEffort).unwrap_err();
+    assert_eq!(
+        err,
+        MemError::AlreadyMapped {
+            id: reader.id(),
+            writable: false,
+            requested: Access::ReadWrite
+        }
+    );
+    assert!(err.to_string().contains("Block::import_read_only"), "{err}");
+    drop(reader);
+    assert_eq!(common::open_fds(), fds, "a descriptor leaked");
+}
+
+#[test]
+fn racing_read_write_imports_map_the_file_once() {
+    let block = owner(page_size(), 46);
+    let shares: Vec<Share> = (0..4)
+        .map(|_| block.share(Access::ReadWrite).unwrap())
+        .collect();
+    drop(block);
+    let start = std::sync::Barrier::new(shares.len());
+    let results: Vec<Result<Block, MemError>> = std::thread::scope(|s| {
+        let threads: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    Block::import(share, Pin::BestEffort)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mapped: Vec<&Block> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(mapped.len(), 1, "{results:?}");
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            *err,
+            MemError::AlreadyMapped {
+                id: mapped[0].id(),
+                writable: true,
+                requested: Access::ReadWrite
+            }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips with a live writable owner, each with a real peer process
+
+#[test]
+fn read_write_round_trip() {
+    if is_child("read_write_round_trip") {
+        let socket = parent_socket();
+        let share = Share::recv(&socket).unwrap();
+        assert_eq!(share.access(), Access::ReadWrite);
+        let mut peer = Block::import(share, Pin::Required).unwrap();
+        assert_eq!(peer.access(), Access::ReadWrite);
+        assert_eq!(peer.name(), "unimem-share-test");
+        assert!(peer.is_pinned());
+        assert!(holds(peer.as_slice(), 1));
+        fill(&mut peer, 2);
+        ack(&socket);
+        // The owner writes a byte, then says so.
+        wait_ack(&socket);
+        assert_eq!(peer.as_bytes()[5], 0xAB);
+        // A read-write import can share on, read-write: to another process (here back to
+        // the owner, who maps the file already and refuses it), not to itself.
+        let again = peer.share(Access::ReadWrite).unwrap();
+        assert_eq!(again.source_id(), peer.id());
+        again.send(&socket).unwrap();
+        assert_eq!(
+            Block::import(again, Pin::BestEffort).unwrap_err(),
+            MemError::AlreadyMapped {
+                id: peer.id(),
+                writable: true,
+                requested: Access::ReadWrite
+            }
+        );
+        ack(&socket);
+        return;
+    }
+    let mut block = owner(4 * page_size(), 1);
+    let share = block.share(Access::ReadWrite).unwrap();
+    assert_eq!(share.size(), block.size());
+    assert_eq!(share.access(), Access::ReadWrite);
+    assert_eq!(share.source_id(), block.id());
+    let mut peer = Peer::spawn("read_write_round_trip", &[]);
+    share.send(peer.socket()).unwrap();
+    peer.wait_ack();
+    assert!(
+        holds(block.as_slice(), 2),
+        "peer's writes not seen by the owner"
+    );
+    block.as_bytes_mut()[5] = 0xAB;
+    ack(peer.socket());
+    // The peer's share of its import comes back: the same file, mapped here already.
+    let back = Share::recv(peer.socket()).unwrap();
+    assert_eq!(back.size(), block.size());
+    assert_eq!(
+        Block::import(back, Pin::BestEffort).unwrap_err(),
+        MemError::AlreadyMapped {
+            id: block.id(),
+            writable: true,
+            requested: Access::ReadWrite
+        }
+    );
+    peer.wait_ack();
+    peer.assert_passes();
+}
+
+#[test]
+fn owner_mapping_stays_writable_after_sharing_read_only() {
+    const NAME: &str = "owner_mapping_stays_writable_after_sharing_read_only";
+    if is_child(NAME) {
+        let socket = parent_socket();
+        let peer = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        assert!(!peer.is_frozen());
+        assert!(holds(peer.as_slice(), 4));
+        ack(&socket);
+        // The owner writes on, then says so (write, then tell: specs/share.md, case 2).
+        wait_ack(&socket);
+        assert_eq!(peer.read::<u64>(0, 1).unwrap(), &[77]);
+        ack(&socket);
+        return;
+    }
+    let mut block = owner(page_size(), 4);
+    let mut peer = Peer::spawn(NAME, &[]);
+    block
+        .share(Access::ReadOnly)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    block.as_slice_mut::<u64>()[0] = 77;
+    ack(peer.socket());
+    peer.wait_ack();
+    peer.assert_passes();
+}
+
+#[test]
+fn read_write_peers_are_trusted_with_the_contents() {
+    // A read-write share trusts the peer with the bytes: besides writing them, it may punch
+    // holes (fallocate, MADV_REMOVE), which the resize seals do not forbid. The owner then
+    // reads zeros there, never SIGBUS, and keeps working.
+    const NAME: &str = "read_write_peers_are_trusted_with_the_contents";
+    if is_child(NAME) {
+        let socket = parent_socket();
+        let peer = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: fallocate on the import's descriptor, while no view of the import is
+        // alive; the pages it frees are re-faulted as zeros by both processes' mappings,
+        // which stay valid (the size is unchanged).
+        let r = unsafe {
+            libc::fallocate(
+                peer.as_raw_fd(),
+                punch,
+                page_size() as libc::off_t,
+                page_size() as libc::off_t,
+            )
+        };
+        assert_eq!(r, 0, "errno {}", errno());
+        ack(&socket);
+        wait_ack(&socket);
+        assert!(holds(peer.as_slice(), 15));
+        ack(&socket);
+        return;
+    }
+    let mut block = owner(4 * page_size(), 14);
+    let mut peer = Peer::spawn(NAME, &[]);
+    block
+        .share(Access::ReadWrite)
+        .unwrap()
+        .send(peer.socket())
+        .unwrap();
+    peer.wait_ack();
+    let page = page_size();
+    assert!(block.as_bytes()[page..2 * page].iter().all(|&b| b == 0));
+    assert!(holds(&block.as_slice::<u64>()[..page / 8], 14));
+    fill(&mut block, 15);
+    ack(peer.socket());
+    peer.wait_ack();
+    peer.assert_passes();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -127,10 +127,11 @@ impl Block {
     /// use unimem::{Access, Block, MemError, Pin};
     ///
     /// let block = Block::builder(4096).pin(Pin::BestEffort).open()?;
-    /// let writer = Block::import(block.share(Access::ReadWrite)?, Pin::BestEffort)?;
     /// let mut block = block.into_read_only()?;
-    /// assert!(matches!(block.freeze(), Err(MemError::FreezeBusy { .. })));
-    /// drop(writer);
+    /// assert_eq!(block.access(), Access::ReadOnly);
+    /// // Not frozen yet: a peer process that maps it writable may still write, and
+    /// // `freeze` is `FreezeBusy` until it lets go (then call it again).
+    /// assert!(!block.is_frozen());
     /// block.freeze()?;
     /// assert!(block.is_frozen());
     /// # Ok::<(), MemError>(())

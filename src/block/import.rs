@@ -10,7 +10,10 @@
 //! backend mapping from the received descriptor (`Mapping::import`: `mmap`, then pin per
 //! [`Pin`], through the same code and the same `Drop` as [`Block::open`]). The imported Block
 //! gets a new id from this process's registry; its name is the memfd's name, read from
-//! `/proc/self/fd` (empty where `/proc` is not mounted).
+//! `/proc/self/fd` (empty where `/proc` is not mounted). The mapping is registered by file
+//! (`mapped.rs`) before it is made: an import that would alias a mapping this process
+//! already has (a read-write one next to anything, a read-only one next to a writable
+//! one) is refused with [`MemError::AlreadyMapped`].
 
 use std::os::fd::AsRawFd;
 
@@ -26,6 +29,11 @@ impl Block {
     /// this mapping fault) and not against writing. The new Block has an id of its own
     /// ([`Share::source_id`] is the owner's) and the memfd's name.
     ///
+    /// One process maps a file read-write only once: if this process already maps it (the
+    /// owner's Block, a Tape over it, another import), the import is refused
+    /// ([`AlreadyMapped`](MemError::AlreadyMapped)), since the two Blocks would be two
+    /// views of the same bytes that the borrow checker cannot see.
+    ///
     /// Pinning follows `pin` as for [`Block::open`]; the lock counts against this process's
     /// `RLIMIT_MEMLOCK` although the pages are shared (the kernel counts locks per mapping).
     /// No memory is allocated: the owner populated every page, so populating here only
@@ -35,17 +43,27 @@ impl Block {
     ///
     /// ```
     /// use std::os::unix::net::UnixStream;
-    /// use unimem::{Access, Block, Pin, Share};
+    /// use unimem::{Access, Block, MemError, Pin, Share};
     ///
-    /// let owner = Block::builder(1 << 16).pin(Pin::BestEffort).open()?;
+    /// let mut owner = Block::builder(1 << 16).pin(Pin::BestEffort).open()?;
+    /// owner.as_bytes_mut()[100] = 7;
     /// let (here, there) = UnixStream::pair().unwrap();
     /// owner.share(Access::ReadWrite)?.send(&here)?;
     ///
-    /// // In the peer process:
+    /// // In the peer process. (Here it is this process, so the owner lets go of its Block
+    /// // first: a process maps a file read-write only once. The share keeps the memory.)
+    /// drop(owner);
     /// let mut peer = Block::import(Share::recv(&there)?, Pin::BestEffort)?;
-    /// peer.as_bytes_mut()[100] = 7;
-    /// assert_eq!(owner.as_bytes()[100], 7);
-    /// # Ok::<(), unimem::MemError>(())
+    /// assert_eq!(peer.as_bytes()[100], 7);
+    /// peer.as_bytes_mut()[100] = 8;
+    ///
+    /// // A second mapping of the file in this process would alias `peer`'s views: refused.
+    /// let again = peer.share(Access::ReadWrite)?;
+    /// assert!(matches!(
+    ///     Block::import(again, Pin::BestEffort),
+    ///     Err(MemError::AlreadyMapped { writable: true, .. })
+    /// ));
+    /// # Ok::<(), MemError>(())
     /// ```
     ///
     /// # Errors
@@ -56,6 +74,9 @@ impl Block {
     ///   (shared read-only since this share was made);
     /// - [`ShareNotMemfd`](MemError::ShareNotMemfd), [`ShareUnsealed`](MemError::ShareUnsealed),
     ///   [`ShareSize`](MemError::ShareSize): the descriptor is not what the header says;
+    /// - [`AlreadyMapped`](MemError::AlreadyMapped): this process maps the file already (a
+    ///   live Block, Tape or import of it: a second mapping would alias its views). Use
+    ///   that Block, drop it first, or import in another process;
     /// - [`LockRefused`](MemError::LockRefused) under [`Pin::Required`];
     /// - [`Os`](MemError::Os) for `fstat`, `fcntl(F_GET_SEALS)`, `mmap`, populating.
     ///
@@ -88,6 +109,9 @@ impl Block {
     ///
     /// let mut owner = Block::builder(1 << 16).pin(Pin::BestEffort).open()?;
     /// owner.as_f32_mut()[..3].copy_from_slice(&[1.0, 2.0, 3.0]);
+    /// // Frozen, so that even this process may import it read-only (its mapping of a
+    /// // Block it can still write would be aliased); a peer process may import either way.
+    /// let owner = owner.freeze()?;
     /// let (here, there) = UnixStream::pair().unwrap();
     /// owner.share(Access::ReadOnly)?.send(&here)?;
     ///
@@ -101,7 +125,12 @@ impl Block {
     /// # Errors
     ///
     /// As [`Block::import`], except `ShareReadOnly` and `NotWritable`; a read-only share
-    /// whose memfd lacks the write seal is [`ShareUnsealed`](MemError::ShareUnsealed).
+    /// whose memfd lacks the write seal is [`ShareUnsealed`](MemError::ShareUnsealed), and
+    /// [`AlreadyMapped`](MemError::AlreadyMapped) is returned only while this process maps
+    /// the file **writable** (freeze that Block first, or [`into_read_only`]): read-only
+    /// mappings of one file coexist.
+    ///
+    /// [`into_read_only`]: Block::into_read_only
     pub fn import_read_only(share: Share, pin: Pin) -> Result<ReadOnlyBlock, MemError> {
         Ok(ReadOnlyBlock {
             extent: import(share, Access::ReadOnly, pin)?,
@@ -111,10 +140,10 @@ impl Block {
 
 /// Checks, maps and pins `share` with `access`.
 fn import(share: Share, access: Access, pin: Pin) -> Result<Extent, MemError> {
-    share.check(access)?;
+    let inode = share.check(access)?;
     let name = memfd_name(&share);
     let (fd, len) = share.into_parts();
-    let map = os::Mapping::import(fd, len, access, pin)?;
+    let map = os::Mapping::import(fd, len, inode, access, pin)?;
     Ok(Extent::new(map, name.into_boxed_str()))
 }
 

@@ -9,7 +9,9 @@
 //!    before Linux 6.3;
 //! 3. `ftruncate`, then seal `SHRINK | GROW`: no holder of the fd can ever resize the file
 //!    and make a mapping of it fault with `SIGBUS`;
-//! 4. `mmap(MAP_SHARED)`, so the same pages can be mapped by other processes;
+//! 4. register the mapping, writable, in this process's registry of mapped files
+//!    (`mapped.rs`, keyed by `fstat`'s `(st_dev, st_ino)`), then `mmap(MAP_SHARED)`, so
+//!    the same pages can be mapped by other processes;
 //! 5. `mlock2(MLOCK_ONFAULT)`: charge RLIMIT_MEMLOCK for the whole range and fail fast,
 //!    before any page is allocated, if the limit refuses;
 //! 6. populate with `MADV_POPULATE_WRITE`, split over threads for large Blocks (the cost of
@@ -17,11 +19,12 @@
 //! 7. `mlock`, which turns the on-fault lock into a full one by walking present pages.
 //!
 //! Import (`Mapping::import`, a memfd received from another process and already checked by
-//! `share.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the mapping
-//! `PROT_READ` for a read-only import, and populated with `MADV_POPULATE_READ` (read or
-//! write import alike). The owner populated every page, so populating an import only builds
-//! this process's page tables; it still splits over threads for large Blocks, because that
-//! work is per page too.
+//! `share.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the
+//! mapping registered with its access (refused with `AlreadyMapped` where it would alias a
+//! mapping this process already has), `PROT_READ` for a read-only import, and populated
+//! with `MADV_POPULATE_READ` (read or write import alike). The owner populated every page,
+//! so populating an import only builds this process's page tables; it still splits over
+//! threads for large Blocks, because that work is per page too.
 //! No headroom check: an import allocates no new memory.
 //!
 //! Freeze (`seal_read_only`, `seal_write`, called by `freeze.rs`): `F_SEAL_FUTURE_WRITE`;
@@ -29,15 +32,18 @@
 //! (`MAP_FIXED`), which the kernel makes without `VM_MAYWRITE` now that the seal is set;
 //! locked again if it was pinned (through the same `pin`); then `F_SEAL_WRITE`. Should the
 //! replacement fail, the range may be a hole: the mapping is marked `lost` and never
-//! touched again, not even by `Drop`.
+//! touched again, not even by `Drop`. From the replacement on, the registration is
+//! read-only.
 //!
-//! Drop: `munlock`, `munmap`, then `close` (the fd field drops last).
+//! Drop: `munlock`, `munmap`, then `close`, then the registration and the id (the fields
+//! drop in that order).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::id::Ticket;
+use super::mapped::{Inode, Mapped};
 use super::{Access, Pin};
 use crate::error::MemError;
 use crate::ffi::linux as ffi;
@@ -74,6 +80,9 @@ pub(crate) struct Mapping {
     /// that another mapping can take, so it is never touched again (`len` is 0).
     lost: Option<i32>,
     fd: OwnedFd,
+    /// This mapping's entry in the registry of files this process maps (`mapped.rs`):
+    /// removed after the mapping is gone (fields drop after `Drop::drop`), before the id.
+    mapped: Mapped,
     ticket: Ticket,
 }
 
@@ -90,31 +99,45 @@ impl Mapping {
         ffi::ftruncate(fd.as_fd(), len).map_err(os("ftruncate"))?;
         ffi::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
             .map_err(os("fcntl(F_ADD_SEALS)"))?;
-        Mapping::map(fd, len, Access::ReadWrite, pin, Populate::Write)
+        let stat = ffi::fstat(fd.as_fd()).map_err(os("fstat"))?;
+        let inode = Inode {
+            dev: stat.dev,
+            ino: stat.ino,
+        };
+        Mapping::map(fd, len, inode, Access::ReadWrite, pin, Populate::Write)
     }
 
     /// Maps and pins a memfd received from another process. The caller (`share.rs`) has
     /// checked that it is a regular file of exactly `len` bytes, sealed against shrinking and
     /// growing (and against new writable mappings when `access` is `ReadOnly` and the share
-    /// was read-only), so no holder of it can make this mapping fault.
+    /// was read-only), so no holder of it can make this mapping fault; `inode` is its
+    /// identity from the same `fstat`. Refused with `AlreadyMapped` if this process maps
+    /// the file already in a way the new mapping would alias (`mapped.rs`).
     pub(crate) fn import(
         fd: OwnedFd,
         len: usize,
+        inode: Inode,
         access: Access,
         pin: Pin,
     ) -> Result<Mapping, MemError> {
-        Mapping::map(fd, len, access, pin, Populate::Read)
+        Mapping::map(fd, len, inode, access, pin, Populate::Read)
     }
 
-    /// Steps 4 to 7, shared by `open` and `import`: `mmap`, then pin. On error `fd` is
-    /// closed, and a mapping already made is unlocked and unmapped, by `Drop`.
+    /// Steps 4 to 7, shared by `open` and `import`: register the mapping (`mapped.rs`),
+    /// `mmap`, then pin. On error `fd` is closed, and a mapping already made is unlocked,
+    /// unmapped and unregistered, by `Drop`.
     fn map(
         fd: OwnedFd,
         len: usize,
+        inode: Inode,
         access: Access,
         pin: Pin,
         populate: Populate,
     ) -> Result<Mapping, MemError> {
+        // Id first (the registry names holders by id), then the registration, which refuses
+        // before anything is mapped; both are given back by their drops on any error.
+        let ticket = Ticket::take();
+        let mapped = Mapped::register(inode, ticket.id(), access)?;
         let prot = match access {
             Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
             Access::ReadOnly => libc::PROT_READ,
@@ -140,7 +163,8 @@ impl Mapping {
             repin: false,
             lost: None,
             fd,
-            ticket: Ticket::take(),
+            mapped,
+            ticket,
         };
         map.pin(pin, populate)?;
         Ok(map)
@@ -241,6 +265,9 @@ impl Mapping {
             self.locked = false;
             self.pinned = false;
             self.access = Access::ReadOnly;
+            // No view of this mapping can be mutable any more (replaced `PROT_READ`, or
+            // lost): read-only imports of the file may sit next to it in this process.
+            self.mapped.make_read_only();
             if let Err(errno) = replaced {
                 self.lost = Some(errno);
                 self.len = 0;

@@ -42,6 +42,9 @@ mod freeze;
 mod id;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod import;
+// Compiled for unit tests everywhere (Miri included): the registry is plain Rust.
+#[cfg(any(all(target_os = "linux", not(miri)), test))]
+mod mapped;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod read_only;
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -296,6 +299,11 @@ impl Extent {
 /// bytes this process may be viewing as `&[u8]`. Everything done with a raw descriptor is
 /// `unsafe`, and that is where the promise not to change viewed bytes belongs. unimem's
 /// own sharing and CUDA registration use the descriptor internally.
+///
+/// This closes the API's route, not procfs: reopening `/proc/self/fd/N`, or writing
+/// `/proc/self/mem`, reaches any memory of the process, which std's `std::os::unix::io`
+/// documentation places outside what Rust's safety guarantees cover (`specs/share.md`,
+/// "Soundness across processes"). A frozen Block refuses even those writes.
 #[cfg(all(target_os = "linux", not(miri)))]
 impl std::os::fd::AsRawFd for Extent {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {

@@ -88,6 +88,7 @@ impl ReadOnlyBlock {
     ///
     /// let mut owner = Block::builder(4096).pin(Pin::BestEffort).open()?;
     /// owner.as_slice_mut::<u64>()[2] = 99;
+    /// let owner = owner.freeze()?; // so this process, too, may import it read-only
     /// let (here, there) = UnixStream::pair().unwrap();
     /// owner.share(Access::ReadOnly)?.send(&here)?;
     /// let peer = Block::import_read_only(Share::recv(&there)?, Pin::BestEffort)?;

@@ -49,6 +49,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
+use super::mapped::Inode;
 use super::{Access, Extent};
 use crate::error::{MemError, SHARE_HEADER_LEN};
 use crate::ffi::linux as ffi;
@@ -78,6 +79,8 @@ const VERSION: u16 = 1;
 ///
 /// let mut owner = Block::builder(1 << 16).pin(Pin::BestEffort).open()?;
 /// owner.as_slice_mut::<u32>()[0] = 42;
+/// // Frozen: the bytes never change again, and this process may import it read-only too.
+/// let owner = owner.freeze()?;
 ///
 /// // In real use the other end of the socket is another process.
 /// let (here, there) = UnixStream::pair().unwrap();
@@ -174,7 +177,11 @@ impl Extent {
     /// read-only again is fine.
     ///
     /// The share holds a duplicate descriptor; the Block may be dropped before the share is
-    /// sent or imported, and the pages live on until the last holder lets go.
+    /// sent or imported, and the pages live on until the last holder lets go. The share is
+    /// meant for another process: imported in this one while this Block lives, it would be
+    /// a second Block over the same bytes, and is refused
+    /// ([`AlreadyMapped`](MemError::AlreadyMapped)), except a read-only import once this
+    /// Block is read-only ([`Block::freeze`](crate::Block::freeze)).
     ///
     /// # Examples
     ///
@@ -322,8 +329,9 @@ impl Share {
 
     /// Checks the file against the header before it is mapped with `map` access: a regular
     /// file that supports seals, sealed against resizing (and against writing for a read-only
-    /// share, or for a read-write import), of exactly the header's size.
-    pub(super) fn check(&self, map: Access) -> Result<(), MemError> {
+    /// share, or for a read-write import), of exactly the header's size. Returns its
+    /// identity, for the registry of files this process maps (`mapped.rs`).
+    pub(super) fn check(&self, map: Access) -> Result<Inode, MemError> {
         let fd = self.fd.as_fd();
         let stat = ffi::fstat(fd).map_err(os("fstat"))?;
         if !stat.is_regular() {
@@ -358,7 +366,10 @@ impl Share {
                 found,
             });
         }
-        Ok(())
+        Ok(Inode {
+            dev: stat.dev,
+            ino: stat.ino,
+        })
     }
 
     /// The descriptor and the size, for the import.
@@ -369,7 +380,7 @@ impl Share {
 
 /// The shared memfd (a duplicate of the owner's), as a raw descriptor: `AsRawFd`, not
 /// `AsFd`, for the reason given on `Extent`'s impl (a borrowed descriptor would let safe
-/// code write into bytes viewed elsewhere).
+/// code write into bytes viewed elsewhere; procfs is outside that, as said there).
 impl AsRawFd for Share {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -54,13 +54,17 @@ pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
     }
 }
 
-/// What `fstat` says about a file, the two fields the import checks.
+/// What `fstat` says about a file: the fields the import checks, and its identity.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {
     /// `st_mode`: file type and permission bits.
     pub(crate) mode: u32,
     /// `st_size`, in bytes.
     pub(crate) size: i64,
+    /// `st_dev`: the filesystem the file is on.
+    pub(crate) dev: u64,
+    /// `st_ino`: the file's number on it.
+    pub(crate) ino: u64,
 }
 
 impl FileStat {
@@ -71,6 +75,8 @@ impl FileStat {
 }
 
 /// `fstat(fd)`.
+// `dev_t` and `ino_t` are `u64` on 64-bit Linux, narrower on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat writes one `stat` through a pointer to a live local; `fd` is open for
@@ -82,6 +88,8 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
             Ok(FileStat {
                 mode: stat.st_mode,
                 size: stat.st_size,
+                dev: stat.st_dev as u64,
+                ino: stat.st_ino as u64,
             })
         }
         _ => Err(last_errno()),

@@ -3,15 +3,18 @@
 //! The tool re-executes itself as the peer (`UNIMEM_TOOL_SHARE_PEER=1`, with the other end of
 //! a Unix socket as the peer's standard input). The owner fills a Block and sends it
 //! read-write; the peer imports it, checks every word, overwrites it, and the owner checks
-//! that it sees the peer's words. Then the owner shares it read-only; the peer imports it
-//! `PROT_READ`, checks it by offsets, and checks that the read-write import and a
-//! read-write re-share are refused. The owner's own mapping must stay writable throughout.
-//! Last, the owner freezes the Block: the kernel must refuse while the peer still maps it
-//! read-write (`FreezeBusy`); once the peer has dropped that import, the freeze goes
-//! through, and the peer imports the frozen Block read-only and confirms `is_frozen()` and
-//! the owner's last words. The peer reports each step as a `key value` line on its standard
-//! output. Both sides pin where the limits allow (`Pin::BestEffort`) and report whether
-//! they did.
+//! that it sees the peer's words. Then the owner shares it read-only, three times; the peer,
+//! still mapping it read-write, checks that three imports are refused: a read-only import
+//! next to its writable one (`AlreadyMapped`: the two would alias in one process), the
+//! read-write import of a read-only share, and a read-write re-share. It keeps the third
+//! share. The owner's own mapping must stay writable throughout. Last, the owner freezes
+//! the Block: the kernel must refuse while the peer still maps it read-write
+//! (`FreezeBusy`); the peer drops that import, imports the kept share `PROT_READ` and
+//! checks the owner's last words by offsets; the freeze then goes through, and the peer
+//! imports the frozen Block read-only (a second read-only mapping next to the first is
+//! fine) and confirms `is_frozen()`. The peer reports each step as a `key value` line on
+//! its standard output. Both sides pin where the limits allow (`Pin::BestEffort`) and
+//! report whether they did.
 
 use crate::report::{Report, Section};
 
@@ -163,13 +166,14 @@ mod linux {
         let first = wait(&socket);
         let seen = wrong(block.as_slice(), PEER_SALT);
 
-        // 2. Read-only, twice: once to import, once to be refused by `Block::import`.
+        // 2. Read-only, three times: refused next to the peer's read-write import, refused by
+        // `Block::import`, and kept by the peer for later.
         let second = if first {
             let start = Instant::now();
             let share = block
                 .share(Access::ReadOnly)
                 .map_err(|e| stop("share read-only", e))?;
-            let sent = share.send(&socket).and_then(|()| share.send(&socket));
+            let sent = (0..3).try_for_each(|_| share.send(&socket));
             sent.map_err(|e| stop("send read-only", e))?;
             s.time("seal + share + send (read-only)", start.elapsed());
             wait(&socket)
@@ -260,36 +264,50 @@ mod linux {
             },
         );
         let size = fmt_bytes(bytes);
-        let (status, detail) =
-            if seen != 0 || !owner_writes || refusals != "both refused" || !busy || !peer_frozen {
-                (
-                    Status::Failed,
-                    format!(
-                        "{size}: {seen} words of the peer's wrong; owner writable: {owner_writes}; \
-                     read-only refusals: {refusals}; freeze refused while a writer mapped \
-                     it: {busy}; peer saw it frozen with the owner's words: {peer_frozen}"
-                    ),
+        let read_only_words = field("read_only_words");
+        s.text(
+            "peer read-only import words",
+            read_only_words
+                .clone()
+                .unwrap_or_else(|| "not made".to_owned()),
+        );
+        let read_only_ok = read_only_words.as_deref() == Some("every word");
+        let (status, detail) = if seen != 0
+            || !owner_writes
+            || refusals != "all refused"
+            || !read_only_ok
+            || !busy
+            || !peer_frozen
+        {
+            (
+                Status::Failed,
+                format!(
+                    "{size}: {seen} words of the peer's wrong; owner writable: {owner_writes}; \
+                     refusals: {refusals}; read-only import read right: {read_only_ok}; \
+                     freeze refused while a writer mapped it: {busy}; peer saw it frozen \
+                     with the owner's words: {peer_frozen}"
+                ),
+            )
+        } else {
+            let took = secs("import_ro").map_or(String::new(), |t| {
+                format!(
+                    ", read-only import in {}",
+                    fmt_time(Duration::from_secs_f64(t))
                 )
-            } else {
-                let took = secs("import_ro").map_or(String::new(), |t| {
-                    format!(
-                        ", read-only import in {}",
-                        fmt_time(Duration::from_secs_f64(t))
-                    )
-                });
-                let pinned = owner_pinned
-                    && field("pinned_rw").as_deref() == Some("true")
-                    && field("pinned_ro").as_deref() == Some("true");
-                let how = if pinned { "pinned" } else { "unpinned" };
-                (
-                    Status::Works,
-                    format!(
-                        "{size} {how} round trip with a second process: written both ways, \
-                     read-only peer refused write access{took}; frozen once the peer let go \
-                     (refused before), peer confirmed"
-                    ),
-                )
-            };
+            });
+            let pinned = owner_pinned
+                && field("pinned_rw").as_deref() == Some("true")
+                && field("pinned_ro").as_deref() == Some("true");
+            let how = if pinned { "pinned" } else { "unpinned" };
+            (
+                Status::Works,
+                format!(
+                    "{size} {how} round trip with a second process: written both ways, \
+                     read-only peer refused write access and an aliasing second mapping{took}; \
+                     frozen once the peer let go (refused before), peer confirmed"
+                ),
+            )
+        };
         Ok(Outcome { status, detail })
     }
 
@@ -303,7 +321,8 @@ mod linux {
     }
 
     /// Freezes `block`: first while the peer still maps it read-write (must be refused),
-    /// then after the peer has dropped that import; shares the frozen Block read-only.
+    /// then after the peer has dropped that import (and imported the kept read-only share,
+    /// which does not count as writable); shares the frozen Block read-only.
     fn freeze(s: &mut Section, block: Block, socket: &UnixStream) -> Result<Frozen, Stop> {
         let start = Instant::now();
         let mut frozen = block
@@ -315,7 +334,7 @@ mod linux {
             Ok(()) => false,
             Err(err) => return Err(stop("freeze", err)),
         };
-        // Ask the peer to drop its read-write import.
+        // Ask the peer to drop its read-write import (and to read through a read-only one).
         if (&*socket).write_all(b"d").is_err() || !wait(socket) {
             return Ok(Frozen {
                 busy,
@@ -403,11 +422,45 @@ mod linux {
         fill(block.as_slice_mut(), PEER_SALT);
         (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
 
-        // 2. Read-only.
+        // 2. Read-only, three shares of it while this process maps it read-write: a
+        // read-only import would alias that mapping's `&mut` views, a read-only share is
+        // not for `Block::import`, and a read-only import cannot share write access. The
+        // third share is kept.
         let share = Share::recv(socket).map_err(refused("receive read-only"))?;
+        let alias = Block::import_read_only(share, Pin::BestEffort);
+        let second = Share::recv(socket).map_err(refused("receive read-only again"))?;
+        let import = Block::import(second, Pin::BestEffort);
+        let kept = Share::recv(socket).map_err(refused("receive read-only a third time"))?;
+        let reshare = block.share(Access::ReadWrite);
+        let refusals = match (alias, import, reshare) {
+            (
+                Err(MemError::AlreadyMapped { writable: true, .. }),
+                Err(MemError::ShareReadOnly { .. }),
+                Err(MemError::NotWritable { .. }),
+            ) => "all refused".to_owned(),
+            (alias, import, reshare) => format!(
+                "read-only import next to the read-write one: {}, read-write import: {}, \
+                 read-write re-share: {}",
+                outcome(&alias.map(|_| ())),
+                outcome(&import.map(|_| ())),
+                outcome(&reshare.map(|_| ()))
+            ),
+        };
+        say(format!("refusals {refusals}"))?;
+        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
+
+        // 3. Freeze. The owner's first freeze is refused while this process maps the Block
+        // read-write; asked, it drops that import, imports the kept read-only share and
+        // reads the owner's last words by offsets; then the owner freezes and shares the
+        // frozen Block.
+        let mut byte = [0u8; 1];
+        (&*socket)
+            .read_exact(&mut byte)
+            .map_err(|e| format!("failed: waiting for the freeze: {e}"))?;
+        drop(block);
         let start = Instant::now();
         let ro =
-            Block::import_read_only(share, Pin::BestEffort).map_err(refused("import read-only"))?;
+            Block::import_read_only(kept, Pin::BestEffort).map_err(refused("import read-only"))?;
         say(format!("import_ro {}", start.elapsed().as_secs_f64()))?;
         say(format!("pinned_ro {}", ro.is_pinned()))?;
         let n = ro.size() / 8;
@@ -417,42 +470,23 @@ mod linux {
         let bad = half
             .iter()
             .enumerate()
-            .filter(|&(i, &w)| w != pattern(n / 2 + i, PEER_SALT))
+            .filter(|&(i, &w)| w != pattern(n / 2 + i, LATER_SALT))
             .count()
-            + wrong(&ro.as_slice::<u64>()[..n / 2], PEER_SALT);
-        if bad != 0 {
-            return Err(format!(
-                "failed: {bad} words read wrong through the read-only import"
-            ));
-        }
-        let second = Share::recv(socket).map_err(refused("receive read-only again"))?;
-        let import = Block::import(second, Pin::BestEffort);
-        let reshare = ro.share(Access::ReadWrite);
-        let refusals = match (import, reshare) {
-            (Err(MemError::ShareReadOnly { .. }), Err(MemError::NotWritable { .. })) => {
-                "both refused".to_owned()
+            + wrong(&ro.as_slice::<u64>()[..n / 2], LATER_SALT);
+        say(format!(
+            "read_only_words {}",
+            if bad == 0 {
+                "every word".to_owned()
+            } else {
+                format!("{bad} wrong")
             }
-            (import, reshare) => format!(
-                "read-write import: {}, read-write re-share: {}",
-                outcome(&import.map(|_| ())),
-                outcome(&reshare.map(|_| ()))
-            ),
-        };
-        say(format!("refusals {refusals}"))?;
-        (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
-
-        // 3. Freeze. The owner's first freeze is refused while this process maps the Block
-        // read-write; asked, it drops that import, and gets the frozen Block read-only.
-        let mut byte = [0u8; 1];
-        (&*socket)
-            .read_exact(&mut byte)
-            .map_err(|e| format!("failed: waiting for the freeze: {e}"))?;
-        drop(block);
+        ))?;
         (&*socket).write_all(b"k").map_err(|e| e.to_string())?;
         let share = Share::recv(socket).map_err(refused("receive frozen"))?;
+        // A second read-only mapping next to the first: fine, neither has `&mut` views.
         let frozen =
             Block::import_read_only(share, Pin::BestEffort).map_err(refused("import frozen"))?;
-        say(format!("frozen {}", frozen.is_frozen()))?;
+        say(format!("frozen {}", frozen.is_frozen() && ro.is_frozen()))?;
         let bad = wrong(frozen.as_slice(), LATER_SALT);
         say(format!(
             "frozen_words {}",
