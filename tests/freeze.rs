@@ -12,27 +12,10 @@ mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use common::{Peer, ack, errno, is_child, parent_socket, wait_ack};
+use common::{Peer, ack, errno, fill, holds, is_child, parent_socket, refused_to_write, wait_ack};
 use unimem::{Access, Block, MemError, Pin, ReadOnlyBlock, Share, Tape, page_size};
 
 const MIB: usize = 1 << 20;
-
-fn pattern(i: usize, salt: u64) -> u64 {
-    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
-}
-
-fn fill(words: &mut [u64], salt: u64) {
-    for (i, w) in words.iter_mut().enumerate() {
-        *w = pattern(i, salt);
-    }
-}
-
-fn holds(words: &[u64], salt: u64) -> bool {
-    words
-        .iter()
-        .enumerate()
-        .all(|(i, &w)| w == pattern(i, salt))
-}
 
 fn owner(size: usize, salt: u64) -> Block {
     let mut block = Block::builder(size)
@@ -61,42 +44,12 @@ fn mprotect_writable(address: *mut u8, size: usize) -> i32 {
 /// Every way to write the bytes of a frozen memfd, through its descriptor `fd` and through
 /// this process's mapping `address..address + size`, is refused.
 fn no_write_route(fd: RawFd, address: *mut u8, size: usize, what: &str) {
+    // Through the descriptor: writable mmap, pwrite, write, punch, ftruncate.
+    refused_to_write(fd, size, what);
+    let byte = [1u8];
     // SAFETY: system calls on a descriptor the caller keeps open and on this process's own
     // mapping; each is refused, so nothing is mapped writable or written.
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        assert_eq!(p, libc::MAP_FAILED, "{what}: writable shared mmap");
-        assert_eq!(errno(), libc::EPERM, "{what}: mmap");
-        let byte = [1u8];
-        assert_eq!(
-            libc::pwrite(fd, byte.as_ptr().cast(), 1, 0),
-            -1,
-            "{what}: pwrite"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: pwrite");
-        assert_eq!(
-            libc::write(fd, byte.as_ptr().cast(), 1),
-            -1,
-            "{what}: write"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: write");
-        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        assert_eq!(
-            libc::fallocate(fd, punch, 0, size as libc::off_t),
-            -1,
-            "{what}: punch"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
-        assert_eq!(libc::ftruncate(fd, 0), -1, "{what}: ftruncate");
-        assert_eq!(errno(), libc::EPERM, "{what}: ftruncate");
-
         // A read-only mapping made now cannot be made writable.
         let ro = libc::mmap(
             std::ptr::null_mut(),

@@ -13,27 +13,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 
-use common::{Peer, ack, errno, is_child, parent_socket, wait_ack};
+use common::{
+    Peer, ack, errno, holds, is_child, parent_socket, pattern, refused_to_write, wait_ack,
+};
 use unimem::{Access, Block, MemError, Pin, ReadOnlyBlock, Share, Tape, page_size};
 
 const MIB: usize = 1 << 20;
 
-/// A word that differs at every index, so a misplaced page is caught.
-fn pattern(i: usize, salt: u64) -> u64 {
-    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
-}
-
 fn fill(block: &mut Block, salt: u64) {
-    for (i, w) in block.as_slice_mut::<u64>().iter_mut().enumerate() {
-        *w = pattern(i, salt);
-    }
-}
-
-fn holds(words: &[u64], salt: u64) -> bool {
-    words
-        .iter()
-        .enumerate()
-        .all(|(i, &w)| w == pattern(i, salt))
+    common::fill(block.as_slice_mut(), salt);
 }
 
 fn owner(size: usize, salt: u64) -> Block {
@@ -730,47 +718,6 @@ fn read_only_peer_cannot_write() {
     assert!(holds(block.as_slice(), 21), "owner data changed");
     fill(&mut block, 22);
     assert!(holds(block.as_slice(), 22), "owner can no longer write");
-}
-
-/// Every way of writing to a read-only shared memfd through `fd` is refused with EPERM.
-fn refused_to_write(fd: RawFd, size: usize, what: &str) {
-    // SAFETY: system calls on a descriptor the caller keeps open; each one is refused, so
-    // no mapping is created and nothing is written.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        assert_eq!(p, libc::MAP_FAILED, "{what}: writable shared mmap");
-        assert_eq!(errno(), libc::EPERM, "{what}: mmap");
-        let byte = [1u8];
-        assert_eq!(
-            libc::pwrite(fd, byte.as_ptr().cast(), 1, 0),
-            -1,
-            "{what}: pwrite"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: pwrite");
-        assert_eq!(
-            libc::write(fd, byte.as_ptr().cast(), 1),
-            -1,
-            "{what}: write"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: write");
-        assert_eq!(libc::ftruncate(fd, 0), -1, "{what}: ftruncate");
-        assert_eq!(errno(), libc::EPERM, "{what}: ftruncate");
-        // Punching a hole would free the owner's pages; the write seal forbids it too.
-        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        assert_eq!(
-            libc::fallocate(fd, punch, 0, size as libc::off_t),
-            -1,
-            "{what}: punch"
-        );
-        assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
-    }
 }
 
 #[test]

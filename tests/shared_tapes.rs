@@ -11,25 +11,8 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use common::{Peer, ack, is_child, parent_socket, wait_ack};
+use common::{Peer, ack, fill, holds, is_child, parent_socket, wait_ack};
 use unimem::{Access, Block, Grid, Layout, MemError, Pin, Share, Tape, page_size};
-
-fn pattern(i: usize, salt: u64) -> u64 {
-    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
-}
-
-fn fill(words: &mut [u64], salt: u64) {
-    for (i, w) in words.iter_mut().enumerate() {
-        *w = pattern(i, salt);
-    }
-}
-
-fn holds(words: &[u64], salt: u64) -> bool {
-    words
-        .iter()
-        .enumerate()
-        .all(|(i, &w)| w == pattern(i, salt))
-}
 
 /// Sends numbers (offsets, lengths) as little-endian `u64`s, after any share: bytes that
 /// follow a descriptor are never merged into its message.

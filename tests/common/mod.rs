@@ -260,3 +260,66 @@ pub(crate) fn send_raw(
 pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
+
+/// A word that differs at every index (and per `salt`), so a misplaced page is caught.
+pub(crate) fn pattern(i: usize, salt: u64) -> u64 {
+    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt
+}
+
+/// Writes [`pattern`] into every word.
+pub(crate) fn fill(words: &mut [u64], salt: u64) {
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = pattern(i, salt);
+    }
+}
+
+/// Whether every word holds [`pattern`].
+pub(crate) fn holds(words: &[u64], salt: u64) -> bool {
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, &w)| w == pattern(i, salt))
+}
+
+#[cfg(target_os = "linux")]
+/// Every way of writing to a read-only shared (or frozen) memfd through `fd` is refused with
+/// EPERM: a writable shared `mmap`, `pwrite`, `write`, `ftruncate`, a punched hole.
+pub(crate) fn refused_to_write(fd: std::os::fd::RawFd, size: usize, what: &str) {
+    // SAFETY: system calls on a descriptor the caller keeps open; each one is refused, so
+    // no mapping is created and nothing is written.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        assert_eq!(p, libc::MAP_FAILED, "{what}: writable shared mmap");
+        assert_eq!(errno(), libc::EPERM, "{what}: mmap");
+        let byte = [1u8];
+        assert_eq!(
+            libc::pwrite(fd, byte.as_ptr().cast(), 1, 0),
+            -1,
+            "{what}: pwrite"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: pwrite");
+        assert_eq!(
+            libc::write(fd, byte.as_ptr().cast(), 1),
+            -1,
+            "{what}: write"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: write");
+        assert_eq!(libc::ftruncate(fd, 0), -1, "{what}: ftruncate");
+        assert_eq!(errno(), libc::EPERM, "{what}: ftruncate");
+        // Punching a hole would free the owner's pages; the write seal forbids it too.
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        assert_eq!(
+            libc::fallocate(fd, punch, 0, size as libc::off_t),
+            -1,
+            "{what}: punch"
+        );
+        assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
+    }
+}
