@@ -716,11 +716,7 @@ mod shared {
             *b = pattern(i);
         }
         let mut peer = Peer::spawn(READ_ONLY, &[]);
-        owner
-            .share(Access::ReadOnly)
-            .unwrap()
-            .send(peer.socket())
-            .unwrap();
+        peer.send_share(&owner, Access::ReadOnly);
         peer.wait_ack();
         owner.as_bytes_mut().fill(0x6B);
         ack(peer.socket());
@@ -784,11 +780,7 @@ mod shared {
         // per process.
         let registered = register(&block, &driver);
         let mut peer = Peer::spawn(CHILD, &[]);
-        block
-            .share(Access::ReadWrite)
-            .unwrap()
-            .send(peer.socket())
-            .unwrap();
+        peer.send_share(&block, Access::ReadWrite);
         peer.wait_ack();
         peer.assert_passes();
         let bytes = block.as_bytes();

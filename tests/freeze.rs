@@ -447,11 +447,7 @@ fn freeze_is_busy_while_a_read_write_peer_maps_the_block() {
         tape.block().address(),
     );
     let mut peer = Peer::spawn("freeze_is_busy_while_a_read_write_peer_maps_the_block", &[]);
-    tape.block()
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(tape.block(), Access::ReadWrite);
     peer.wait_ack();
 
     assert_eq!(
@@ -519,11 +515,7 @@ fn a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too() {
     let block = owner(2 * page_size(), 4);
     let id = block.id();
     let mut peer = Peer::spawn(NAME, &[]);
-    block
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadWrite);
     peer.wait_ack();
     let mut frozen = block.into_read_only().unwrap();
     assert_eq!(

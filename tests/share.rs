@@ -561,11 +561,7 @@ fn owner_mapping_stays_writable_after_sharing_read_only() {
     }
     let mut block = owner(page_size(), 4);
     let mut peer = Peer::spawn(NAME, &[]);
-    block
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadOnly);
     peer.wait_ack();
     block.as_slice_mut::<u64>()[0] = 77;
     ack(peer.socket());
@@ -603,11 +599,7 @@ fn read_write_peers_are_trusted_with_the_contents() {
     }
     let mut block = owner(4 * page_size(), 14);
     let mut peer = Peer::spawn(NAME, &[]);
-    block
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadWrite);
     peer.wait_ack();
     let page = page_size();
     assert!(block.as_bytes()[page..2 * page].iter().all(|&b| b == 0));
@@ -643,11 +635,7 @@ fn peer_cannot_resize() {
     }
     let block = owner(8 * page_size(), 20);
     let mut peer = Peer::spawn("peer_cannot_resize", &[]);
-    block
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadWrite);
     peer.wait_ack();
     peer.assert_passes();
     assert_eq!(file_size(block.as_raw_fd()), block.size() as i64);
@@ -741,11 +729,7 @@ fn read_only_peer_writing_dies_alone() {
     }
     let mut block = owner(4 * page_size(), 23);
     let mut peer = Peer::spawn("read_only_peer_writing_dies_alone", &[]);
-    block
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadOnly);
     peer.wait_ack();
     let out = peer.finish();
     assert_eq!(
@@ -782,11 +766,7 @@ fn killed_peer_loses_nothing() {
     }
     let block = owner(16 * page_size(), 25);
     let mut peer = Peer::spawn("killed_peer_loses_nothing", &[]);
-    block
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadWrite);
     peer.wait_ack();
     peer.kill();
     let out = peer.finish();
@@ -1069,11 +1049,7 @@ fn garbage_is_refused_and_closed() {
     }
     drop(pipe_write);
     let block = owner(page, 30);
-    block
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadWrite);
     peer.wait_ack();
     peer.close_socket();
     peer.assert_passes();
@@ -1121,11 +1097,7 @@ fn another_user_imports_what_it_is_sent_and_nothing_else() {
         "another_user_imports_what_it_is_sent_and_nothing_else",
         &env,
     );
-    block
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&block, Access::ReadOnly);
     peer.wait_ack();
     peer.assert_passes();
 }

@@ -72,11 +72,7 @@ fn a_writable_import_hosts_a_tape() {
     }
     let mut owner = block(16 * page_size());
     let mut peer = Peer::spawn("a_writable_import_hosts_a_tape", &[]);
-    owner
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&owner, Access::ReadWrite);
     let offsets = recv_numbers(peer.socket(), 3);
     let words =
         |owner: &Block, at: usize, n: usize| owner.as_slice::<u64>()[at / 8..][..n].to_vec();
@@ -119,11 +115,7 @@ fn a_writable_import_hosts_a_grid() {
     }
     let mut owner = block(16 * page_size());
     let mut peer = Peer::spawn("a_writable_import_hosts_a_grid", &[]);
-    owner
-        .share(Access::ReadWrite)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&owner, Access::ReadWrite);
     let [first, second, index, words] = recv_numbers(peer.socket(), 4)[..] else {
         unreachable!()
     };
@@ -181,11 +173,7 @@ fn a_read_only_tape_over_a_frozen_block_reads_by_offset() {
     let at = tape.offset_of(xs.as_ptr()).unwrap();
     tape.freeze().unwrap();
     let mut peer = Peer::spawn("a_read_only_tape_over_a_frozen_block_reads_by_offset", &[]);
-    tape.block()
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(tape.block(), Access::ReadOnly);
     send_numbers(peer.socket(), &[at, 300]);
     peer.wait_ack();
     peer.assert_passes();
@@ -230,11 +218,7 @@ fn a_read_only_tape_that_is_not_frozen_refuses_reads() {
     let mut owner = block(4 * page_size());
     fill(owner.as_slice_mut(), 9);
     let mut peer = Peer::spawn("a_read_only_tape_that_is_not_frozen_refuses_reads", &[]);
-    owner
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(&owner, Access::ReadOnly);
     peer.wait_ack();
     let frozen = owner.freeze().unwrap();
     ack(peer.socket());
@@ -328,13 +312,7 @@ fn a_worker_layout_reads_the_servers_frozen_weights() {
     server.freeze_weights().unwrap();
     assert_eq!(server.stat().weights_used, server.stat().weights_total);
     let peer = Peer::spawn("a_worker_layout_reads_the_servers_frozen_weights", &[]);
-    server
-        .weights()
-        .block()
-        .share(Access::ReadOnly)
-        .unwrap()
-        .send(peer.socket())
-        .unwrap();
+    peer.send_share(server.weights().block(), Access::ReadOnly);
     send_numbers(peer.socket(), &offsets);
     let checksum = f64::from_bits(recv_numbers(peer.socket(), 1)[0] as u64);
     // The same sums, here.

@@ -110,6 +110,15 @@ impl Peer {
         self.socket.as_ref().expect("socket still open")
     }
 
+    /// Shares `extent` with the child, `access` as asked: one `Share` over the socket.
+    pub(crate) fn send_share(&self, extent: &unimem::Extent, access: unimem::Access) {
+        extent
+            .share(access)
+            .expect("share")
+            .send(self.socket())
+            .expect("send the share");
+    }
+
     /// The child's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("child not reaped").id()
