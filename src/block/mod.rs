@@ -10,63 +10,54 @@
 //!
 //! | backend | where | memory |
 //! |---|---|---|
-//! | `linux.rs` | Linux | sealed memfd, `mmap(MAP_SHARED)`, locked with `mlock` |
-//! | `apple.rs` | macOS | IOSurface, CPU-locked for its life, wired with `mlock` |
-//! | `heap.rs` | Miri, and targets with no native backend | aligned heap allocation, never pinned |
+//! | `os/linux.rs` | Linux | sealed memfd, `mmap(MAP_SHARED)`, locked with `mlock` |
+//! | `os/apple.rs` | macOS | IOSurface, CPU-locked for its life, wired with `mlock` |
+//! | `os/heap.rs` | Miri, and targets with no native backend | aligned heap allocation, never pinned |
 //!
 //! The bytes are reachable only through a `Block`: shared views take `&self`, mutable views
 //! `&mut self`, so the borrow checker rules out aliasing. What a Tape lends out is the
 //! [`Extent`] (address, size, id, file descriptor): enough to share the memory or hand it to
 //! a device, but no view of bytes that the Tape may have handed out as `&mut`.
 //!
-//! On Linux a Block can also be shared with another process ([`Extent::share`], `share.rs`)
-//! and imported there (`import.rs`): read-write as a `Block`, or read-only as a
-//! [`ReadOnlyBlock`], which has shared views only, so that writing through a `PROT_READ`
-//! mapping is ruled out by type rather than by a crash. A Block can also be frozen
-//! (`freeze.rs`): its bytes made immutable for every process, by the kernel, which is what
-//! makes read-only views sound across processes without any protocol.
+//! On Linux a Block can also be shared with another process (`share/`: [`Extent::share`],
+//! the import, [`ReadOnlyBlock`], freezing); on macOS it is an IOSurface with shapes and mach
+//! ports of its own (`apple/`).
+//!
+//! ```text
+//! block/
+//!   mod.rs, id.rs        Block, Extent, Builder, Pin, Access; the registry of live ids
+//!   os/                  the backend, chosen once: linux.rs | apple.rs | heap.rs
+//!   share/  (Linux)      message.rs (Share), import.rs, read_only.rs (ReadOnlyBlock),
+//!                        freeze.rs, mapped.rs (files this process maps)
+//!   apple/  (macOS)      surface.rs (SurfaceShape, 2-D surfaces), mach_port.rs (MachPort)
+//! ```
 
-#[cfg_attr(all(target_os = "linux", not(miri)), path = "linux.rs")]
-#[cfg_attr(all(target_os = "macos", not(miri)), path = "apple.rs")]
+#[cfg_attr(all(target_os = "linux", not(miri)), path = "os/linux.rs")]
+#[cfg_attr(all(target_os = "macos", not(miri)), path = "os/apple.rs")]
 #[cfg_attr(
     not(any(
         all(target_os = "linux", not(miri)),
         all(target_os = "macos", not(miri))
     )),
-    path = "heap.rs"
+    path = "os/heap.rs"
 )]
 mod os;
 
-#[cfg(all(target_os = "linux", not(miri)))]
-mod freeze;
+#[cfg(all(target_os = "macos", not(miri)))]
+mod apple;
 mod id;
-#[cfg(all(target_os = "linux", not(miri)))]
-mod import;
-// Compiled for unit tests everywhere (Miri included): the registry is plain Rust.
+// The registry of mapped files is plain Rust, compiled for unit tests everywhere (Miri too).
 #[cfg(any(all(target_os = "linux", not(miri)), test))]
-mod mapped;
-#[cfg(all(target_os = "linux", not(miri)))]
-mod read_only;
-#[cfg(all(target_os = "linux", not(miri)))]
 mod share;
-
-#[cfg(all(target_os = "linux", not(miri)))]
-pub use read_only::ReadOnlyBlock;
-#[cfg(all(target_os = "linux", not(miri)))]
-pub(crate) use read_only::check_read;
-#[cfg(all(target_os = "linux", not(miri)))]
-pub use share::Share;
-#[cfg(all(target_os = "macos", not(miri)))]
-mod mach_port;
-#[cfg(all(target_os = "macos", not(miri)))]
-mod surface;
 
 #[cfg(all(target_os = "macos", not(miri)))]
 pub use crate::ffi::apple::IOSurfaceRef;
 #[cfg(all(target_os = "macos", not(miri)))]
-pub use mach_port::MachPort;
-#[cfg(all(target_os = "macos", not(miri)))]
-pub use surface::SurfaceShape;
+pub use apple::{MachPort, SurfaceShape};
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) use share::check_read;
+#[cfg(all(target_os = "linux", not(miri)))]
+pub use share::{ReadOnlyBlock, Share};
 
 use std::fmt;
 use std::ops::Deref;

@@ -11,7 +11,7 @@
 //!
 //! [`read`](Tape::read) hands out `&[T]` views by offset, and only when the Tape is
 //! **frozen**: the Block carries `F_SEAL_WRITE`, so no process can change the bytes while
-//! the views live (see `src/block/freeze.rs`). On a writable Tape such a view could alias a
+//! the views live (see `src/block/share/freeze.rs`). On a writable Tape such a view could alias a
 //! `&mut` take, and on a read-only Tape that is not frozen another process may still write
 //! the bytes; both are refused with [`TapeNotFrozen`](MemError::TapeNotFrozen).
 //!

@@ -8,8 +8,8 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-use super::id::Ticket;
-use super::{Access, Pin};
+use crate::block::id::Ticket;
+use crate::block::{Access, Pin};
 use crate::error::MemError;
 
 pub(crate) struct Mapping {

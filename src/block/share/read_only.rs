@@ -10,7 +10,7 @@ use std::ops::Deref;
 
 use bytemuck::Pod;
 
-use super::{Extent, view_len};
+use crate::block::{Extent, view_len};
 use crate::error::MemError;
 
 /// A Block mapped read-only in this process: another process's share, or this process's

@@ -17,7 +17,8 @@
 
 use std::os::fd::AsRawFd;
 
-use super::{Access, Block, Extent, Pin, ReadOnlyBlock, Share, os};
+use super::{ReadOnlyBlock, Share};
+use crate::block::{Access, Block, Extent, Pin, os};
 use crate::error::MemError;
 
 impl Block {

@@ -50,7 +50,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use super::mapped::Inode;
-use super::{Access, Extent};
+use crate::block::{Access, Extent};
 use crate::error::{MemError, SHARE_HEADER_LEN};
 use crate::ffi::linux as ffi;
 use crate::page::page_size;

@@ -49,7 +49,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::Access;
+use crate::block::Access;
 use crate::error::MemError;
 
 /// A file's identity in this system: `(st_dev, st_ino)`.

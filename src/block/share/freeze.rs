@@ -55,7 +55,8 @@
 //! shared mapping of a write-sealed memfd not count as writable (before it, every shared
 //! mapping counted, and freezing is refused with `EBUSY` while any exists).
 
-use super::{Access, Block, Extent, ReadOnlyBlock};
+use super::ReadOnlyBlock;
+use crate::block::{Access, Block, Extent};
 use crate::error::MemError;
 
 impl Block {

@@ -38,9 +38,9 @@
 
 use std::ptr::NonNull;
 
-use super::id::Ticket;
-use super::surface::SurfaceShape;
-use super::{Access, Pin};
+use crate::block::apple::SurfaceShape;
+use crate::block::id::Ticket;
+use crate::block::{Access, Pin};
 use crate::error::MemError;
 use crate::ffi::apple::{self as ffi, Cf, Key, LOCK_READ_WRITE, Surface};
 use crate::page::{page_size, round_to_pages};

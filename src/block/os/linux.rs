@@ -10,7 +10,7 @@
 //! 3. `ftruncate`, then seal `SHRINK | GROW`: no holder of the fd can ever resize the file
 //!    and make a mapping of it fault with `SIGBUS`;
 //! 4. register the mapping, writable, in this process's registry of mapped files
-//!    (`mapped.rs`, keyed by `fstat`'s `(st_dev, st_ino)`), then `mmap(MAP_SHARED)`, so
+//!    (`share/mapped.rs`, keyed by `fstat`'s `(st_dev, st_ino)`), then `mmap(MAP_SHARED)`, so
 //!    the same pages can be mapped by other processes;
 //! 5. `mlock2(MLOCK_ONFAULT)`: charge RLIMIT_MEMLOCK for the whole range and fail fast,
 //!    before any page is allocated, if the limit refuses;
@@ -19,7 +19,7 @@
 //! 7. `mlock`, which turns the on-fault lock into a full one by walking present pages.
 //!
 //! Import (`Mapping::import`, a memfd received from another process and already checked by
-//! `share.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the
+//! `share/message.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the
 //! mapping registered with its access (refused with `AlreadyMapped` where it would alias a
 //! mapping this process already has), `PROT_READ` for a read-only import, and populated
 //! with `MADV_POPULATE_READ` (read or write import alike). The owner populated every page,
@@ -27,7 +27,7 @@
 //! threads for large Blocks, because that work is per page too.
 //! No headroom check: an import allocates no new memory.
 //!
-//! Freeze (`seal_read_only`, `seal_write`, called by `freeze.rs`): `F_SEAL_FUTURE_WRITE`;
+//! Freeze (`seal_read_only`, `seal_write`, called by `share/freeze.rs`): `F_SEAL_FUTURE_WRITE`;
 //! the mapping replaced in place by a `PROT_READ` one of the same file at the same address
 //! (`MAP_FIXED`), which the kernel makes without `VM_MAYWRITE` now that the seal is set;
 //! locked again if it was pinned (through the same `pin`); then `F_SEAL_WRITE`. Should the
@@ -42,9 +42,9 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use super::id::Ticket;
-use super::mapped::{Inode, Mapped};
-use super::{Access, Pin};
+use crate::block::id::Ticket;
+use crate::block::share::mapped::{Inode, Mapped};
+use crate::block::{Access, Pin};
 use crate::error::MemError;
 use crate::ffi::linux as ffi;
 use crate::limits::{Limits, check_headroom};
@@ -107,7 +107,7 @@ impl Mapping {
         Mapping::map(fd, len, inode, Access::ReadWrite, pin, Populate::Write)
     }
 
-    /// Maps and pins a memfd received from another process. The caller (`share.rs`) has
+    /// Maps and pins a memfd received from another process. The caller (`share/message.rs`) has
     /// checked that it is a regular file of exactly `len` bytes, sealed against shrinking and
     /// growing (and against new writable mappings when `access` is `ReadOnly` and the share
     /// was read-only), so no holder of it can make this mapping fault; `inode` is its
@@ -237,7 +237,7 @@ impl Mapping {
         self.may_write
     }
 
-    /// Freeze, steps 1 to 3 (`src/block/freeze.rs` has the design): seal the file against
+    /// Freeze, steps 1 to 3 (`src/block/share/freeze.rs` has the design): seal the file against
     /// new writers, replace this process's mapping by a `PROT_READ` one at the same address
     /// if the kernel counts it as writable, and lock the new one as the old one was. From
     /// the replacement on, `access` is `ReadOnly`, whatever fails after. Idempotent: each

@@ -5,11 +5,11 @@
 //! the [`Extent`]; these additions are for the code that hands the memory to Metal
 //! (`aruminium`), to the Neural Engine (`rane`), or to another process.
 
-use super::{Block, Extent, Pin, os};
+use crate::block::{Block, Extent, Pin, os};
 use crate::error::MemError;
 use crate::ffi::apple::IOSurfaceRef;
 
-use super::mach_port::MachPort;
+use super::MachPort;
 
 /// How an IOSurface lays out its bytes: read from the surface once, when the Block opens.
 ///

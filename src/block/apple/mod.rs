@@ -1,0 +1,13 @@
+//! What only the Apple backend has: IOSurface shapes for the GPU and the Neural Engine, and
+//! mach ports that hand a surface to another process.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `surface.rs` | [`SurfaceShape`], 2-D fp16 surfaces, `Block::from_mach_port` |
+//! | `mach_port.rs` | [`MachPort`]: a send right to a surface, released on drop |
+
+mod mach_port;
+mod surface;
+
+pub use mach_port::MachPort;
+pub use surface::SurfaceShape;
