@@ -28,7 +28,7 @@ pub use block::{Access, Block, Builder, Extent, Pin};
 pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use block::{ReadOnlyBlock, Share};
-pub use error::{MemError, MemoryLimit};
+pub use error::{ErrorKind, MemError, MemoryLimit};
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
