@@ -29,6 +29,8 @@ pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use block::{ReadOnlyBlock, Share};
 pub use error::{ErrorKind, MemError, MemoryLimit};
+#[cfg(feature = "fault-injection")]
+pub use ffi::fault;
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;

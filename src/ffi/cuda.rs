@@ -165,12 +165,14 @@ impl Api {
 
     /// `cuInit(0)`.
     pub(crate) fn init(&self) -> Result<(), CuResult> {
+        fault!("cuInit");
         // SAFETY: cuInit takes a flags word that must be 0.
         check(unsafe { (self.init)(0) })
     }
 
     /// `cuDriverGetVersion`: e.g. 13000 for CUDA 13.0.
     pub(crate) fn driver_version(&self) -> Result<c_int, CuResult> {
+        fault!("cuDriverGetVersion");
         let mut version = 0;
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.driver_get_version)(&mut version) })?;
@@ -179,6 +181,7 @@ impl Api {
 
     /// `cuDeviceGetCount`.
     pub(crate) fn device_count(&self) -> Result<c_int, CuResult> {
+        fault!("cuDeviceGetCount");
         let mut count = 0;
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.device_get_count)(&mut count) })?;
@@ -187,6 +190,7 @@ impl Api {
 
     /// `cuDeviceGet`.
     pub(crate) fn device(&self, ordinal: c_int) -> Result<CuDevice, CuResult> {
+        fault!("cuDeviceGet");
         let mut device = 0;
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.device_get)(&mut device, ordinal) })?;
@@ -195,6 +199,7 @@ impl Api {
 
     /// `cuDeviceGetName`, lossily decoded.
     pub(crate) fn device_name(&self, device: CuDevice) -> Result<String, CuResult> {
+        fault!("cuDeviceGetName");
         let mut buf = [0 as c_char; 256];
         // SAFETY: the buffer is valid for `len` bytes; the driver writes a NUL-terminated
         // name of at most `len` bytes into it.
@@ -209,6 +214,7 @@ impl Api {
 
     /// `cuDeviceTotalMem_v2`.
     pub(crate) fn device_total_mem(&self, device: CuDevice) -> Result<usize, CuResult> {
+        fault!("cuDeviceTotalMem_v2");
         let mut bytes = 0;
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.device_total_mem)(&mut bytes, device) })?;
@@ -221,6 +227,7 @@ impl Api {
         attribute: c_int,
         device: CuDevice,
     ) -> Result<c_int, CuResult> {
+        fault!("cuDeviceGetAttribute");
         let mut value = 0;
         // SAFETY: the out pointer is valid for one write; unknown attributes are refused
         // with an error code.
@@ -230,6 +237,7 @@ impl Api {
 
     /// `cuDevicePrimaryCtxRetain`: the device's primary context, its count raised by one.
     pub(crate) fn primary_ctx_retain(&self, device: CuDevice) -> Result<CuContext, CuResult> {
+        fault!("cuDevicePrimaryCtxRetain");
         let mut context = std::ptr::null_mut();
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.primary_ctx_retain)(&mut context, device) })?;
@@ -243,12 +251,14 @@ impl Api {
     /// The caller holds a retain of this device's primary context, gives it up with this
     /// call, and uses nothing that belonged to it afterwards.
     pub(crate) unsafe fn primary_ctx_release(&self, device: CuDevice) -> Result<(), CuResult> {
+        fault!("cuDevicePrimaryCtxRelease_v2");
         // SAFETY: the caller gives up one retain it holds.
         check(unsafe { (self.primary_ctx_release)(device) })
     }
 
     /// `cuDevicePrimaryCtxGetState`: whether the primary context is active (retained).
     pub(crate) fn primary_ctx_active(&self, device: CuDevice) -> Result<bool, CuResult> {
+        fault!("cuDevicePrimaryCtxGetState");
         let (mut flags, mut active) = (0, 0);
         // SAFETY: both out pointers are valid for one write.
         check(unsafe { (self.primary_ctx_get_state)(device, &mut flags, &mut active) })?;
@@ -257,6 +267,7 @@ impl Api {
 
     /// `cuCtxGetCurrent`: the calling thread's current context, or null.
     pub(crate) fn ctx_current(&self) -> Result<CuContext, CuResult> {
+        fault!("cuCtxGetCurrent");
         let mut context = std::ptr::null_mut();
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.ctx_get_current)(&mut context) })?;
@@ -269,18 +280,21 @@ impl Api {
     ///
     /// `context` is null or a context that is alive for as long as it stays current.
     pub(crate) unsafe fn ctx_set_current(&self, context: CuContext) -> Result<(), CuResult> {
+        fault!("cuCtxSetCurrent");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.ctx_set_current)(context) })
     }
 
     /// `cuCtxSynchronize`: waits for all work of the current context.
     pub(crate) fn ctx_synchronize(&self) -> Result<(), CuResult> {
+        fault!("cuCtxSynchronize");
         // SAFETY: no arguments; without a current context the driver returns an error.
         check(unsafe { (self.ctx_synchronize)() })
     }
 
     /// `cuMemAlloc_v2`.
     pub(crate) fn mem_alloc(&self, len: usize) -> Result<CuDevicePtr, CuResult> {
+        fault!("cuMemAlloc_v2");
         let mut ptr = 0;
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.mem_alloc)(&mut ptr, len) })?;
@@ -294,12 +308,14 @@ impl Api {
     /// `ptr` came from [`mem_alloc`](Api::mem_alloc) in the current context and nothing
     /// uses it afterwards.
     pub(crate) unsafe fn mem_free(&self, ptr: CuDevicePtr) -> Result<(), CuResult> {
+        fault!("cuMemFree_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.mem_free)(ptr) })
     }
 
     /// `cuMemAllocHost_v2`: page-locked host memory, mapped for the device.
     pub(crate) fn mem_alloc_host(&self, len: usize) -> Result<*mut c_void, CuResult> {
+        fault!("cuMemAllocHost_v2");
         let mut ptr = std::ptr::null_mut();
         // SAFETY: the out pointer is valid for one write.
         check(unsafe { (self.mem_alloc_host)(&mut ptr, len) })?;
@@ -313,6 +329,7 @@ impl Api {
     /// `ptr` came from [`mem_alloc_host`](Api::mem_alloc_host) and nothing uses it
     /// afterwards.
     pub(crate) unsafe fn mem_free_host(&self, ptr: *mut c_void) -> Result<(), CuResult> {
+        fault!("cuMemFreeHost");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.mem_free_host)(ptr) })
     }
@@ -329,6 +346,7 @@ impl Api {
         len: usize,
         flags: c_uint,
     ) -> Result<(), CuResult> {
+        fault!("cuMemHostRegister_v2");
         // SAFETY: per the caller's contract; registering does not change the bytes.
         check(unsafe { (self.mem_host_register)(ptr, len, flags) })
     }
@@ -339,6 +357,7 @@ impl Api {
     ///
     /// `ptr` is the base of a live registration, and no device work still uses it.
     pub(crate) unsafe fn mem_host_unregister(&self, ptr: *mut c_void) -> Result<(), CuResult> {
+        fault!("cuMemHostUnregister");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.mem_host_unregister)(ptr) })
     }
@@ -349,6 +368,7 @@ impl Api {
         &self,
         ptr: *mut c_void,
     ) -> Result<CuDevicePtr, CuResult> {
+        fault!("cuMemHostGetDevicePointer_v2");
         let mut device_ptr = 0;
         // SAFETY: the out pointer is valid for one write; the driver only looks `ptr` up in
         // its tables (an unknown pointer is refused with an error code).
@@ -368,6 +388,7 @@ impl Api {
         value: u8,
         count: usize,
     ) -> Result<(), CuResult> {
+        fault!("cuMemsetD8_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memset_d8)(dst, value, count) })
     }
@@ -383,6 +404,7 @@ impl Api {
         value: u32,
         count: usize,
     ) -> Result<(), CuResult> {
+        fault!("cuMemsetD32_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memset_d32)(dst, value, count) })
     }
@@ -399,6 +421,7 @@ impl Api {
         src: CuDevicePtr,
         len: usize,
     ) -> Result<(), CuResult> {
+        fault!("cuMemcpyDtoD_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memcpy_dtod)(dst, src, len) })
     }
@@ -415,6 +438,7 @@ impl Api {
         src: *const c_void,
         len: usize,
     ) -> Result<(), CuResult> {
+        fault!("cuMemcpyHtoD_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memcpy_htod)(dst, src, len) })
     }
@@ -431,6 +455,7 @@ impl Api {
         src: CuDevicePtr,
         len: usize,
     ) -> Result<(), CuResult> {
+        fault!("cuMemcpyDtoH_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memcpy_dtoh)(dst, src, len) })
     }

@@ -16,6 +16,7 @@ pub(crate) use super::os::{Errno, mlock, munlock};
 
 /// `memfd_create(name, flags)`: a new anonymous file, closed on exec.
 pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
+    fault!("memfd_create");
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     if fd < 0 {
@@ -27,6 +28,7 @@ pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, 
 
 /// `ftruncate(fd, len)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> Result<(), Errno> {
+    fault!("ftruncate");
     let len = libc::off_t::try_from(len).map_err(|_| libc::EFBIG)?;
     // SAFETY: ftruncate only reads its integer arguments; `fd` is open for the borrow.
     match unsafe { libc::ftruncate(fd.as_raw_fd(), len) } {
@@ -37,6 +39,7 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> Result<(), Errno> {
 
 /// `fcntl(fd, F_ADD_SEALS, seals)`.
 pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Errno> {
+    fault!("fcntl(F_ADD_SEALS)");
     // SAFETY: F_ADD_SEALS takes an integer argument; `fd` is open for the borrow.
     match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } {
         0 => Ok(()),
@@ -47,6 +50,7 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Er
 /// `fcntl(fd, F_GET_SEALS)`: the seals set on the file. `EINVAL` when the file does not
 /// support sealing (anything but a memfd or other shmem/hugetlbfs file).
 pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    fault!("fcntl(F_GET_SEALS)");
     // SAFETY: F_GET_SEALS takes no argument; `fd` is open for the borrow.
     match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) } {
         seals if seals >= 0 => Ok(seals),
@@ -78,6 +82,7 @@ impl FileStat {
 // `dev_t` and `ino_t` are `u64` on 64-bit Linux, narrower on some 32-bit targets.
 #[allow(clippy::unnecessary_cast)]
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
+    fault!("fstat");
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat writes one `stat` through a pointer to a live local; `fd` is open for
     // the borrow.
@@ -111,6 +116,7 @@ pub(crate) fn send_with_fd(
     data: &[u8],
     fd: BorrowedFd<'_>,
 ) -> Result<usize, Errno> {
+    fault!("sendmsg");
     let mut control = [0u64; CONTROL_WORDS];
     // SAFETY: CMSG_SPACE is arithmetic on its argument.
     let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
@@ -146,6 +152,7 @@ pub(crate) fn send_with_fd(
 
 /// `send(socket, data, MSG_NOSIGNAL)`: plain bytes, no descriptor.
 pub(crate) fn send(socket: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
+    fault!("send");
     // SAFETY: send only reads `data`, alive for the call; `socket` is open for the borrow.
     let sent = unsafe {
         libc::send(
@@ -173,6 +180,7 @@ pub(crate) struct Received {
 /// Every descriptor the kernel installed is returned as an `OwnedFd`, whatever else the
 /// message held, so the caller closes them all by dropping them.
 pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
+    fault!("recvmsg");
     let mut control = [0u64; CONTROL_WORDS];
     // SAFETY: CMSG_SPACE is arithmetic on its argument.
     let space = unsafe { libc::CMSG_SPACE((RECV_FDS_MAX * size_of::<libc::c_int>()) as u32) };
@@ -231,6 +239,7 @@ pub(crate) fn mmap_shared(
     len: usize,
     prot: libc::c_int,
 ) -> Result<NonNull<u8>, Errno> {
+    fault!("mmap");
     // SAFETY: with a null hint the kernel picks an unused range, so no existing mapping is
     // replaced; `fd` is open for the borrow.
     let ptr = unsafe {
@@ -267,6 +276,7 @@ pub(crate) unsafe fn mmap_fixed_shared(
     len: usize,
     prot: libc::c_int,
 ) -> Result<(), Errno> {
+    fault!("mmap(MAP_FIXED)");
     // SAFETY: the caller owns the range and nothing refers into it (contract); MAP_FIXED
     // replaces exactly that range and nothing else; `fd` is open for the borrow.
     let got = unsafe {
@@ -293,6 +303,7 @@ pub(crate) unsafe fn mmap_fixed_shared(
 ///
 /// `ptr..ptr + len` is a mapping this process owns, and nothing refers to it afterwards.
 pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("munmap");
     // SAFETY: the caller guarantees the range is ours and unused after this call.
     match unsafe { libc::munmap(ptr.as_ptr().cast(), len) } {
         0 => Ok(()),
@@ -303,6 +314,7 @@ pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
 /// `mlock2(ptr, len, MLOCK_ONFAULT)`: charge the range to RLIMIT_MEMLOCK and lock each page
 /// as it is faulted in, without populating it now (Linux 4.4).
 pub(crate) fn mlock_on_fault(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("mlock2");
     // SAFETY: as for mlock: residency only; an unmapped range is an error, not UB.
     match unsafe { libc::mlock2(ptr.as_ptr().cast(), len, libc::MLOCK_ONFAULT as _) } {
         0 => Ok(()),
@@ -313,6 +325,7 @@ pub(crate) fn mlock_on_fault(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> 
 /// `madvise(ptr, len, MADV_POPULATE_WRITE)`: fault every page in, writable, and report
 /// failure (unlike `MAP_POPULATE`). `EINVAL` before Linux 5.14.
 pub(crate) fn populate_write(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("madvise(MADV_POPULATE_WRITE)");
     // SAFETY: MADV_POPULATE_WRITE allocates pages as a write fault would, but leaves their
     // contents (zero for a fresh memfd) unchanged; an unmapped range is an error.
     match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE) } {
@@ -324,6 +337,7 @@ pub(crate) fn populate_write(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> 
 /// `madvise(ptr, len, MADV_POPULATE_READ)`: fault every page in, readable, without
 /// requiring write access (for `PROT_READ` mappings). `EINVAL` before Linux 5.14.
 pub(crate) fn populate_read(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("madvise(MADV_POPULATE_READ)");
     // SAFETY: MADV_POPULATE_READ only maps pages in, as read faults would; contents are
     // unchanged and an unmapped range is an error.
     match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_READ) } {

@@ -3,6 +3,25 @@
 //! Every function here is a thin wrapper over one system call or library function: it turns
 //! the C error convention into a `Result` carrying `errno` and does nothing else. Policy
 //! (what to check, what to release on failure) lives in the Block backends.
+//!
+//! Each wrapper that can fail starts with `fault!("call")`, the hook of the test-only fault
+//! injection (`fault.rs`, feature `fault-injection`); without the feature it is nothing.
+
+/// Fails the enclosing wrapper with an injected code when a rule of `fault.rs` says so.
+/// Expands to nothing without the feature `fault-injection`.
+macro_rules! fault {
+    ($call:literal) => {
+        #[cfg(feature = "fault-injection")]
+        {
+            if let Some(code) = crate::ffi::fault::hit($call) {
+                return Err(code);
+            }
+        }
+    };
+}
+
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(not(unix), path = "stub.rs")]

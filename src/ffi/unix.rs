@@ -51,6 +51,7 @@ pub(crate) fn last_errno() -> Errno {
 /// `mlock(ptr, len)`: populate and lock (wire) every page of the range.
 #[cfg(not(miri))]
 pub(crate) fn mlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("mlock");
     // SAFETY: mlock changes only residency, never contents, and fails with ENOMEM on a range
     // that is not mapped.
     match unsafe { libc::mlock(ptr.as_ptr().cast(), len) } {
@@ -62,6 +63,7 @@ pub(crate) fn mlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno>
 /// `munlock(ptr, len)`.
 #[cfg(not(miri))]
 pub(crate) fn munlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("munlock");
     // SAFETY: residency only; contents are untouched.
     match unsafe { libc::munlock(ptr.as_ptr().cast(), len) } {
         0 => Ok(()),
@@ -72,6 +74,7 @@ pub(crate) fn munlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errn
 /// The soft `RLIMIT_MEMLOCK`, in bytes, or `None` when unlimited.
 #[cfg(not(miri))]
 pub(crate) fn memlock_limit() -> Result<Option<u64>, Errno> {
+    fault!("getrlimit");
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
