@@ -397,6 +397,8 @@ fn an_import_without_room_is_refused() {
 
 /// Every system call of the import's checks, refused: an `Os` error naming the call, the
 /// descriptor closed (in a child: fault rules are process-wide, and it counts descriptors).
+/// Needs the feature `fault-injection` (on with `--all-features`).
+#[cfg(feature = "fault-injection")]
 #[test]
 fn import_checks_report_refused_calls() {
     const NAME: &str = "import_checks_report_refused_calls";

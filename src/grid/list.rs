@@ -301,7 +301,7 @@ impl FreeList {
 
     /// Test-only: writes `depth` into `cell`'s link, as a push in flight with a stale depth
     /// would, so that tests can show `len` clamps what it reads.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) fn forge_depth(&self, cell: u32, depth: u32) {
         let slot = &self.slots[cell as usize];
         let next = next_of(slot.link.load(Ordering::Relaxed));
