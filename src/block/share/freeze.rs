@@ -186,7 +186,8 @@ impl Extent {
     ///
     /// A share carries the fact: an importer asks its [`ReadOnlyBlock`]. Always `false` for
     /// a [`Block`], whose mapping is writable (the kernel refuses the seal while it exists).
-    /// One `fcntl(F_GET_SEALS)`; `false` if it fails.
+    /// One `fcntl(F_GET_SEALS)` until the answer is yes, which is then remembered (the seal
+    /// is permanent); `false` if the call fails.
     pub fn is_frozen(&self) -> bool {
         self.map.is_frozen()
     }
