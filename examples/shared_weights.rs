@@ -47,7 +47,7 @@ mod linux {
     use std::os::unix::net::UnixStream;
     use std::process::{Child, Command, Stdio};
 
-    use unimem::{Access, Block, Layout, Pin, Share};
+    use unimem::{Block, Layout, Pin, Share};
 
     /// Set to `worker` in the workers' environment.
     pub(crate) const ROLE: &str = "UNIMEM_EXAMPLE_ROLE";
@@ -182,7 +182,7 @@ mod linux {
             },
             weights.is_frozen(),
         );
-        let share = weights.share(Access::ReadOnly)?;
+        let share = weights.share()?;
         let own_copy = weights.size() as f64 / MIB;
 
         // Start both workers, then talk to each; `Workers` kills and reaps them on every

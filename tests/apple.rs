@@ -159,6 +159,42 @@ fn drop_unlocks_exactly_what_open_locked() {
     }
 }
 
+/// The CPU lock given up for a hand-off to the Neural Engine and taken back: each change
+/// is one unlock or lock (the seed moves on each unlock of a read-write lock), repeats do
+/// nothing, and the drop of a Block that holds no lock unlocks nothing.
+#[test]
+fn the_cpu_lock_is_given_up_and_taken_back() {
+    let mut block = Block::open_unlocked(MIB, Pin::BestEffort).unwrap();
+    assert!(!block.is_cpu_locked());
+    let surface = block.handle();
+    // SAFETY: IOSurface and CF calls on a surface the Block (then the extra retain) keeps
+    // alive.
+    unsafe {
+        CFRetain(surface.cast_const());
+        let seed = IOSurfaceGetSeed(surface);
+        block.unlock_cpu().unwrap();
+        assert_eq!(
+            IOSurfaceGetSeed(surface),
+            seed,
+            "a second unlock did something"
+        );
+        block.lock_cpu().unwrap();
+        block.lock_cpu().unwrap();
+        assert!(block.is_cpu_locked());
+        block.as_bytes_mut()[0] = 7;
+        block.unlock_cpu().unwrap();
+        let unlocked = IOSurfaceGetSeed(surface);
+        assert_ne!(unlocked, seed, "unlock_cpu did not unlock");
+        drop(block);
+        assert_eq!(
+            IOSurfaceGetSeed(surface),
+            unlocked,
+            "drop unlocked a lock it did not hold"
+        );
+        CFRelease(surface.cast_const());
+    }
+}
+
 #[test]
 fn retain_counts_come_back_no_cf_leak() {
     let mut block = open(MIB);

@@ -744,7 +744,7 @@ mod shared {
         if is_child(CHILD) {
             // A fresh process (started with exec): it loads the driver itself.
             let socket = parent_socket();
-            let block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+            let block = common::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
             let driver = Driver::load().unwrap();
             let registered = register(&block, &driver);
             let page = page_size();

@@ -333,6 +333,75 @@ fn share_size() {
 }
 
 #[test]
+fn share_sparse() {
+    let t = text(MemError::ShareSparse {
+        size: 256 << 20,
+        allocated: 0,
+        hole: Some(0),
+    });
+    for part in [
+        "256.0 MiB",
+        "268435456",
+        "holds 0 B",
+        "hole at offset 0",
+        "allocate",
+        "Block::open",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+    let t = text(MemError::ShareSparse {
+        size: 8192,
+        allocated: 4096,
+        hole: None,
+    });
+    assert!(
+        t.contains("4.0 KiB (4096 bytes") && !t.contains("hole at"),
+        "{t}"
+    );
+}
+
+#[test]
+fn share_open_mode() {
+    let t = text(MemError::ShareOpenMode {
+        readable: true,
+        writable: false,
+        requested: Access::ReadWrite,
+    });
+    assert!(
+        t.contains("opened read-only") && t.contains("maps it read-write (Block::import)"),
+        "{t}"
+    );
+    let t = text(MemError::ShareOpenMode {
+        readable: false,
+        writable: true,
+        requested: Access::ReadOnly,
+    });
+    assert!(
+        t.contains("write-only") && t.contains("maps it read-only"),
+        "{t}"
+    );
+}
+
+#[test]
+fn not_frozen() {
+    let t = text(MemError::NotFrozen {
+        id: 4,
+        size: 1 << 20,
+    });
+    for part in [
+        "Block 4",
+        "1.0 MiB",
+        "not frozen",
+        "data race",
+        "read_into",
+        "ReadOnlyBlock::freeze",
+        "read_unfrozen",
+    ] {
+        assert!(t.contains(part), "{t:?} lacks {part:?}");
+    }
+}
+
+#[test]
 fn share_read_only() {
     let t = text(MemError::ShareReadOnly {
         source: 3,
@@ -518,7 +587,10 @@ fn tape_not_frozen() {
         t.contains("Block 7") && t.contains("not frozen") && t.contains("another process"),
         "{t}"
     );
-    assert!(t.contains("ReadOnlyBlock"), "{t}");
+    assert!(
+        t.contains("ReadOnlyBlock") && t.contains("read_into"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -544,6 +616,13 @@ fn wire_refused() {
         limit: Some(64 << 10),
     });
     assert!(t.contains("64.0 KiB") && t.contains("ENOMEM"), "{t}");
+    // XNU maps KERN_PROTECTION_FAILURE to EACCES.
+    let t = text(MemError::WireRefused {
+        requested: 1 << 20,
+        errno: libc::EACCES,
+        limit: None,
+    });
+    assert!(t.contains("EACCES"), "{t}");
 }
 
 #[test]
@@ -614,6 +693,12 @@ fn kern() {
     });
     assert!(
         t.contains("IOSurfaceLock") && t.contains("0xe00002cc") && t.contains("CannotLock"),
+        "{t}"
+    );
+    // The header documents the code for kIOSurfaceLockAvoidSync only: the message says so
+    // and claims no other client.
+    assert!(
+        t.contains("kIOSurfaceLockAvoidSync") && !t.contains("another client"),
         "{t}"
     );
     let t = text(MemError::Kern {

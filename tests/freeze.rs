@@ -152,7 +152,7 @@ fn freeze_keeps_address_pages_and_pin() {
             locked,
             "locked once, as before"
         );
-        assert!(holds(frozen.as_slice(), 1));
+        assert!(holds(frozen.as_slice().unwrap(), 1));
         let s = seals(frozen.as_raw_fd());
         assert_eq!(
             s & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SHRINK),
@@ -174,17 +174,17 @@ fn owner_cannot_write_a_frozen_block() {
     let id = block.id();
     let frozen = block.freeze().unwrap();
     no_write_route(frozen.as_raw_fd(), frozen.address(), frozen.size(), "owner");
-    assert!(holds(frozen.as_slice(), 2), "the bytes changed");
+    assert!(holds(frozen.as_slice().unwrap(), 2), "the bytes changed");
     assert_eq!(
-        frozen.share(Access::ReadWrite).unwrap_err(),
+        common::share_read_write(&frozen).unwrap_err(),
         MemError::NotWritable { id, sealed: true }
     );
     // A read-write share made before the freeze cannot be imported writable any more.
     let block = owner(page_size(), 3);
-    let early = block.share(Access::ReadWrite).unwrap();
+    let early = common::share_read_write(&block).unwrap();
     let frozen = block.freeze().unwrap();
     assert!(matches!(
-        Block::import(early, Pin::BestEffort),
+        common::import(early, Pin::BestEffort),
         Err(MemError::NotWritable { sealed: true, .. })
     ));
     drop(frozen);
@@ -226,7 +226,7 @@ fn freeze_is_busy_while_pages_are_pinned() {
     drop((read_end, write_end));
     frozen.freeze().unwrap();
     assert!(frozen.is_frozen());
-    assert!(holds(frozen.as_slice(), 5));
+    assert!(holds(frozen.as_slice().unwrap(), 5));
 }
 
 #[test]
@@ -390,39 +390,39 @@ fn a_peer_of_a_frozen_block_cannot_write_by_any_route() {
         );
         let mut block = Block::import_read_only(share, Pin::Required).unwrap();
         assert!(block.is_frozen() && block.is_pinned());
-        assert!(holds(block.as_slice(), 10));
+        assert!(holds(block.as_slice().unwrap(), 10));
         no_write_route(block.as_raw_fd(), block.address(), block.size(), "peer");
         // Not even a read-write share of its own, nor a writable import of the file.
         assert!(matches!(
-            block.share(Access::ReadWrite),
+            common::share_read_write(&block),
             Err(MemError::NotWritable { .. })
         ));
         let again = Share::recv(&socket).unwrap();
         assert!(matches!(
-            Block::import(again, Pin::BestEffort),
+            common::import(again, Pin::BestEffort),
             Err(MemError::ShareReadOnly { .. })
         ));
         // Freezing a frozen import does nothing.
         block.freeze().unwrap();
-        assert!(holds(block.as_slice(), 10));
+        assert!(holds(block.as_slice().unwrap(), 10));
         ack(&socket);
         return;
     }
     let frozen = owner(8 * page_size(), 10).freeze().unwrap();
     let mut peer = Peer::spawn("a_peer_of_a_frozen_block_cannot_write_by_any_route", &[]);
-    let share = frozen.share(Access::ReadOnly).unwrap();
+    let share = frozen.share().unwrap();
     share.send(peer.socket()).unwrap();
     share.send(peer.socket()).unwrap();
     peer.wait_ack();
     peer.assert_passes();
-    assert!(holds(frozen.as_slice(), 10), "the bytes changed");
+    assert!(holds(frozen.as_slice().unwrap(), 10), "the bytes changed");
 }
 
 #[test]
 fn freeze_is_busy_while_a_read_write_peer_maps_the_block() {
     if is_child("freeze_is_busy_while_a_read_write_peer_maps_the_block") {
         let socket = parent_socket();
-        let mut block = Block::import(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
+        let mut block = common::import(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
         assert!(holds(block.as_slice(), 11));
         ack(&socket);
         // The owner's freeze was refused: this mapping is still writable, the file is
@@ -430,7 +430,7 @@ fn freeze_is_busy_while_a_read_write_peer_maps_the_block() {
         wait_ack(&socket);
         fill(block.as_slice_mut(), 12);
         assert!(matches!(
-            block.share(Access::ReadWrite),
+            common::share_read_write(&block),
             Err(MemError::NotWritable { sealed: true, .. })
         ));
         ack(&socket);
@@ -508,7 +508,7 @@ fn a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too() {
         reader.freeze().unwrap();
         assert_eq!(reader.address(), address);
         assert!(reader.is_frozen());
-        assert!(holds(reader.as_slice(), 4));
+        assert!(holds(reader.as_slice().unwrap(), 4));
         ack(&socket);
         return;
     }
@@ -531,6 +531,6 @@ fn a_read_only_import_of_a_writable_share_blocks_freeze_until_it_freezes_too() {
     // The reader froze the file: it is frozen for every holder.
     assert!(frozen.is_frozen());
     frozen.freeze().unwrap();
-    assert!(holds(frozen.as_slice(), 4));
+    assert!(holds(frozen.as_slice().unwrap(), 4));
     peer.assert_passes();
 }

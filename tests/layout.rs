@@ -11,7 +11,7 @@ use unimem::{Layout, MemError, ModelShape, Pin};
 
 use common::{assert_child_passes, is_child};
 
-/// The `cyb` runtime's calls, as it writes them (`../shared/reference/upstream.md`): a
+/// The `cyb` runtime's calls, as it writes them (`specs/sources.md`, "The earlier unimem"): a
 /// Layout of three sizes, weights copied in through `take(len, 64)` with offsets from the
 /// Block's address, scratch tensors through `take(bytes, 64)`, `clear_pass()` every
 /// token, `clear_talk()` every conversation, and the Stat printed.

@@ -34,6 +34,13 @@ fn owner_named(name: &str, size: usize, salt: u64) -> Block {
     block
 }
 
+/// Every word of a read-only import, copied out (sound whether or not it is frozen).
+fn words(block: &ReadOnlyBlock) -> Vec<u64> {
+    let mut words = vec![0u64; block.size() / 8];
+    block.read_into(0, &mut words).unwrap();
+    words
+}
+
 /// Sends `share` over a fresh socket pair and receives it again.
 fn through_socket(share: &Share) -> Share {
     let (here, there) = UnixStream::pair().unwrap();
@@ -59,7 +66,7 @@ fn file_size(fd: RawFd) -> i64 {
 fn read_only_round_trip() {
     let block = owner(2 * page_size(), 3);
     assert_eq!(block.access(), Access::ReadWrite);
-    let share = block.share(Access::ReadOnly).unwrap();
+    let share = block.share().unwrap();
     drop(block);
     let peer = Block::import_read_only(through_socket(&share), Pin::Required).unwrap();
     assert_eq!(peer.access(), Access::ReadOnly);
@@ -68,10 +75,38 @@ fn read_only_round_trip() {
         peer.is_pinned(),
         "mlock of a PROT_READ shared mapping works"
     );
-    assert!(holds(peer.as_slice(), 3));
-    assert_eq!(peer.as_bytes().len(), 2 * page_size());
-    assert_eq!(peer.as_f32().len(), peer.size() / 4);
-    assert_eq!(peer.as_u16().len(), peer.size() / 2);
+    // Not frozen: another process could still write the bytes, so no view of them; they
+    // are copied out instead.
+    assert!(!peer.is_frozen());
+    let not_frozen = MemError::NotFrozen {
+        id: peer.id(),
+        size: 2 * page_size(),
+    };
+    assert_eq!(peer.as_bytes().unwrap_err(), not_frozen);
+    assert_eq!(peer.as_slice::<u64>().unwrap_err(), not_frozen);
+    assert_eq!(peer.as_f32().unwrap_err(), not_frozen);
+    assert_eq!(peer.as_u16().unwrap_err(), not_frozen);
+    assert_eq!(peer.read::<u64>(8, 2).unwrap_err(), not_frozen);
+    assert!(holds(&words(&peer), 3));
+    let mut two = [0u64; 2];
+    peer.read_into(8, &mut two).unwrap();
+    assert_eq!(two, [pattern(1, 3), pattern(2, 3)]);
+    // Copies at unaligned edges: bytes 3..20 are the pattern's bytes.
+    let mut bytes = [0u8; 17];
+    peer.read_into(3, &mut bytes).unwrap();
+    let expected: Vec<u8> = (0..3).flat_map(|i| pattern(i, 3).to_ne_bytes()).collect();
+    assert_eq!(bytes[..], expected[3..20]);
+    // The unsafe view shows the same bytes (nobody writes them: the owner is gone).
+    // SAFETY: no process maps the file writable any more; nothing writes it.
+    let view = unsafe { peer.read_unfrozen::<u64>(8, 2) }.unwrap();
+    assert_eq!(view, &two);
+    // Frozen by the importer (no process maps it writable): views from now on.
+    let mut peer = peer;
+    peer.freeze().unwrap();
+    assert!(holds(peer.as_slice().unwrap(), 3));
+    assert_eq!(peer.as_bytes().unwrap().len(), 2 * page_size());
+    assert_eq!(peer.as_f32().unwrap().len(), peer.size() / 4);
+    assert_eq!(peer.as_u16().unwrap().len(), peer.size() / 2);
     assert_eq!(
         peer.read::<u64>(8, 2).unwrap(),
         &[pattern(1, 3), pattern(2, 3)]
@@ -83,21 +118,21 @@ fn read_only_round_trip() {
 fn read_only_is_per_inode_and_permanent() {
     let block = owner(page_size(), 5);
     let id = block.id();
-    let writable = block.share(Access::ReadWrite).unwrap();
-    let _read_only = block.share(Access::ReadOnly).unwrap();
+    let writable = common::share_read_write(&block).unwrap();
+    let _read_only = block.share().unwrap();
     // Sharing read-only again is fine; read-write is refused from now on.
-    let read_only = block.share(Access::ReadOnly).unwrap();
+    let read_only = block.share().unwrap();
     assert_eq!(
-        block.share(Access::ReadWrite).unwrap_err(),
+        common::share_read_write(&block).unwrap_err(),
         MemError::NotWritable { id, sealed: true }
     );
     // A read-write share made before the seal cannot be mapped writable any more...
     assert_eq!(
-        Block::import(writable, Pin::BestEffort).unwrap_err(),
+        common::import(writable, Pin::BestEffort).unwrap_err(),
         MemError::NotWritable { id, sealed: true }
     );
     // ...and a read-only share is refused by the read-write entry point, by name.
-    let err = Block::import(read_only, Pin::BestEffort).unwrap_err();
+    let err = common::import(read_only, Pin::BestEffort).unwrap_err();
     assert_eq!(
         err,
         MemError::ShareReadOnly {
@@ -112,14 +147,14 @@ fn read_only_is_per_inode_and_permanent() {
 fn read_only_import_cannot_share_writable() {
     let block = owner(page_size(), 6);
     let id = block.id();
-    let writable = block.share(Access::ReadWrite).unwrap();
-    let later = block.share(Access::ReadWrite).unwrap();
+    let writable = common::share_read_write(&block).unwrap();
+    let later = common::share_read_write(&block).unwrap();
     drop(block);
     // A read-only import of a read-write share: not sealed, but this process chose to read.
     let peer = Block::import_read_only(writable, Pin::BestEffort).unwrap();
     assert_eq!(peer.access(), Access::ReadOnly);
     assert_eq!(
-        peer.share(Access::ReadWrite).unwrap_err(),
+        common::share_read_write(&peer).unwrap_err(),
         MemError::NotWritable {
             id: peer.id(),
             sealed: false
@@ -127,10 +162,10 @@ fn read_only_import_cannot_share_writable() {
     );
     // Sharing it read-only seals the file for every holder: a read-write share made
     // earlier (by the owner) can no longer be imported writable, here or anywhere.
-    peer.share(Access::ReadOnly).unwrap();
+    peer.share().unwrap();
     drop(peer);
     assert_eq!(
-        Block::import(later, Pin::BestEffort).unwrap_err(),
+        common::import(later, Pin::BestEffort).unwrap_err(),
         MemError::NotWritable { id, sealed: true }
     );
 }
@@ -138,19 +173,19 @@ fn read_only_import_cannot_share_writable() {
 #[test]
 fn share_outlives_its_block() {
     let block = owner(3 * page_size(), 7);
-    let share = block.share(Access::ReadOnly).unwrap();
+    let share = block.share().unwrap();
     drop(block);
     let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
-    assert!(holds(peer.as_slice(), 7));
+    assert!(holds(&words(&peer), 7));
     // Read-write too: the owner gone, the import is the only mapping here, and may write.
     let block = owner(3 * page_size(), 8);
-    let share = block.share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(&block).unwrap();
     drop(block);
-    let mut peer = Block::import(through_socket(&share), Pin::BestEffort).unwrap();
+    let mut peer = common::import(through_socket(&share), Pin::BestEffort).unwrap();
     assert!(holds(peer.as_slice(), 8));
     fill(&mut peer, 9);
     drop(peer);
-    let peer = Block::import(share, Pin::BestEffort).unwrap();
+    let peer = common::import(share, Pin::BestEffort).unwrap();
     assert!(
         holds(peer.as_slice(), 9),
         "the file kept the import's writes"
@@ -160,24 +195,24 @@ fn share_outlives_its_block() {
 #[test]
 fn a_share_can_be_sent_twice() {
     let frozen = owner(page_size(), 8).freeze().unwrap();
-    let share = frozen.share(Access::ReadOnly).unwrap();
+    let share = frozen.share().unwrap();
     let (here, there) = UnixStream::pair().unwrap();
     share.send(&here).unwrap();
     share.send(&here).unwrap();
     // Read-only mappings of a frozen Block coexist in one process: no view of it is `&mut`.
     let a = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
     let b = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap();
-    assert!(holds(a.as_slice(), 8) && holds(b.as_slice(), 8));
+    assert!(holds(a.as_slice().unwrap(), 8) && holds(b.as_slice().unwrap(), 8));
     assert!(a.is_frozen() && b.is_frozen());
     assert_ne!(a.id(), b.id());
     assert_ne!(a.address(), b.address());
-    assert_eq!(a.as_bytes(), frozen.as_bytes());
+    assert_eq!(a.as_bytes().unwrap(), frozen.as_bytes().unwrap());
 }
 
 #[test]
 fn received_descriptors_close_on_exec() {
     let block = owner(page_size(), 9);
-    let share = through_socket(&block.share(Access::ReadWrite).unwrap());
+    let share = through_socket(&common::share_read_write(&block).unwrap());
     // SAFETY: F_GETFD on a descriptor the share keeps open.
     let flags = unsafe { libc::fcntl(share.as_raw_fd(), libc::F_GETFD) };
     assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0);
@@ -187,7 +222,7 @@ fn received_descriptors_close_on_exec() {
 fn reads_check_bounds_and_alignment() {
     let frozen = owner(page_size(), 10).freeze().unwrap();
     let peer: ReadOnlyBlock =
-        Block::import_read_only(frozen.share(Access::ReadOnly).unwrap(), Pin::BestEffort).unwrap();
+        Block::import_read_only(frozen.share().unwrap(), Pin::BestEffort).unwrap();
     let size = page_size();
     assert_eq!(peer.read::<u8>(size, 0).unwrap(), &[] as &[u8]);
     assert_eq!(peer.read::<u8>(size - 1, 1).unwrap().len(), 1);
@@ -224,7 +259,7 @@ fn closed_socket_is_share_closed() {
 #[test]
 fn sending_to_a_closed_peer_is_epipe() {
     let block = owner(page_size(), 11);
-    let share = block.share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(&block).unwrap();
     let (here, there) = UnixStream::pair().unwrap();
     drop(there);
     assert_eq!(
@@ -243,14 +278,14 @@ fn read_only_import_is_locked_and_leaks_nothing() {
         // first, so that a read-only import may sit next to it in this process.
         let size = 96 * MIB;
         let block = owner(size, 12).freeze().unwrap();
-        let share = block.share(Access::ReadOnly).unwrap();
+        let share = block.share().unwrap();
         let locked = common::status_bytes("VmLck:");
         let fds = common::open_fds();
         let peer = Block::import_read_only(through_socket(&share), Pin::Required).unwrap();
         assert!(peer.is_pinned());
         // Locks count per mapping: the import locks the same pages once more.
         assert_eq!(common::status_bytes("VmLck:") - locked, size as u64);
-        assert!(holds(peer.as_slice(), 12));
+        assert!(holds(peer.as_slice().unwrap(), 12));
         drop(peer);
         assert_eq!(common::status_bytes("VmLck:"), locked);
         assert_eq!(common::open_fds(), fds);
@@ -266,7 +301,7 @@ fn import_pin_follows_policy() {
         // next to it.
         let block = owner(4 * MIB, 13).freeze().unwrap();
         common::drop_privileges(64 << 10);
-        let share = block.share(Access::ReadOnly).unwrap();
+        let share = block.share().unwrap();
         let fds = common::open_fds();
         let err = Block::import_read_only(through_socket(&share), Pin::Required).unwrap_err();
         assert!(
@@ -276,19 +311,131 @@ fn import_pin_follows_policy() {
         assert_eq!(common::open_fds(), fds, "descriptor leaked");
         let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
         assert!(!peer.is_pinned());
-        assert!(holds(peer.as_slice(), 13));
+        assert!(holds(peer.as_slice().unwrap(), 13));
         // The read-write path refuses the same way (its owner dropped first: a read-write
         // import is the only mapping of its file in a process).
         let writable = Block::builder(MIB).pin(Pin::BestEffort).open().unwrap();
-        let share = through_socket(&writable.share(Access::ReadWrite).unwrap());
+        let share = through_socket(&common::share_read_write(&writable).unwrap());
         drop(writable);
         let fds = common::open_fds() - 1;
-        let err = Block::import(share, Pin::Required).unwrap_err();
+        let err = common::import(share, Pin::Required).unwrap_err();
         assert!(matches!(err, MemError::LockRefused { .. }), "{err:?}");
         assert_eq!(common::open_fds(), fds, "descriptor leaked");
         return;
     }
     common::assert_child_passes("import_pin_follows_policy");
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn mem_available() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// A read-write share of a file larger than the machine can hold: a read-write holder could
+/// punch every page out and make the importer allocate them, so the import is refused as an
+/// open of that size would be, before the pages are looked at (the file is sparse: it costs
+/// its sender nothing). A read-only share of the same file is refused as sparse instead (a
+/// write-sealed file skips the headroom check: it can lose no page).
+#[test]
+fn an_import_without_room_is_refused() {
+    let page = page_size() as u64;
+    let size = (2 * mem_available()).next_multiple_of(page);
+    // SAFETY: memfd_create with a literal name, ftruncate and F_ADD_SEALS on it; the
+    // descriptor is owned below. The file is sparse: no memory is used.
+    let fd = unsafe {
+        let fd = libc::memfd_create(
+            c"too-large".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        );
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        assert_eq!(libc::ftruncate(fd.as_raw_fd(), size as libc::off_t), 0);
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+        assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals), 0);
+        fd
+    };
+    let mut header = [0u8; 24];
+    header[..8].copy_from_slice(b"UNIMEMSH");
+    header[8] = 1;
+    header[16..].copy_from_slice(&size.to_le_bytes());
+    let (here, there) = UnixStream::pair().unwrap();
+    common::send_raw(&here, &header, &[fd.as_raw_fd()]);
+    let err = common::import(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap_err();
+    assert!(
+        matches!(err, MemError::OutOfMemory { requested, .. } if requested as u64 == size),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), unimem::ErrorKind::OutOfMemory);
+    // Read-only: write-sealed first, then no headroom check, and the pages say no.
+    // SAFETY: F_ADD_SEALS on the descriptor owned above.
+    let sealed =
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_FUTURE_WRITE) };
+    assert_eq!(sealed, 0);
+    header[10] = 1;
+    common::send_raw(&here, &header, &[fd.as_raw_fd()]);
+    let err = Block::import_read_only(Share::recv(&there).unwrap(), Pin::BestEffort).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemError::ShareSparse {
+                allocated: 0,
+                hole: Some(0),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// Every system call of the import's checks, refused: an `Os` error naming the call, the
+/// descriptor closed (in a child: fault rules are process-wide, and it counts descriptors).
+/// Needs the feature `fault-injection` (on with `--all-features`).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn import_checks_report_refused_calls() {
+    const NAME: &str = "import_checks_report_refused_calls";
+    if !is_child(NAME) {
+        return common::assert_child_passes(NAME);
+    }
+    let block = owner(4 * page_size(), 50);
+    let share = block.share().unwrap();
+    drop(block);
+    for call in [
+        "fcntl(F_GET_SEALS)",
+        "fstat",
+        "fcntl(F_GETFL)",
+        "lseek(SEEK_HOLE)",
+    ] {
+        let received = through_socket(&share);
+        let fds = common::open_fds();
+        unimem::fault::fail(call, 1, libc::EIO);
+        let err = Block::import_read_only(received, Pin::BestEffort).unwrap_err();
+        unimem::fault::reset();
+        assert_eq!(
+            err,
+            MemError::Os {
+                call,
+                errno: libc::EIO
+            },
+            "{call}"
+        );
+        assert_eq!(
+            common::open_fds(),
+            fds - 1,
+            "{call}: the descriptor was not closed"
+        );
+    }
+    // The same share imports once nothing is refused.
+    let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
+    assert!(holds(&words(&peer), 50));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,23 +462,23 @@ fn an_import_is_refused_while_the_owner_maps_the_file_writable() {
         requested,
     };
     // A share made here and imported at once, and one that went through a socket.
-    let share = tape.block().share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(tape.block()).unwrap();
     assert_eq!(
-        Block::import(share, Pin::BestEffort).unwrap_err(),
+        common::import(share, Pin::BestEffort).unwrap_err(),
         refused(Access::ReadWrite)
     );
-    let share = through_socket(&tape.block().share(Access::ReadWrite).unwrap());
+    let share = through_socket(&common::share_read_write(tape.block()).unwrap());
     assert_eq!(
-        Block::import(share, Pin::BestEffort).unwrap_err(),
+        common::import(share, Pin::BestEffort).unwrap_err(),
         refused(Access::ReadWrite)
     );
     // Read-only too: the take is a live `&mut`.
-    let share = through_socket(&tape.block().share(Access::ReadWrite).unwrap());
+    let share = through_socket(&common::share_read_write(tape.block()).unwrap());
     assert_eq!(
         Block::import_read_only(share, Pin::BestEffort).unwrap_err(),
         refused(Access::ReadOnly)
     );
-    let share = tape.block().share(Access::ReadOnly).unwrap();
+    let share = tape.block().share().unwrap();
     let err = Block::import_read_only(share, Pin::BestEffort).unwrap_err();
     assert_eq!(err, refused(Access::ReadOnly));
     assert!(err.to_string().contains("Freeze it first"), "{err}");
@@ -347,7 +494,7 @@ fn an_import_is_refused_while_the_owner_maps_the_file_writable() {
 fn a_read_only_import_sits_next_to_a_read_only_owner() {
     let block = owner(2 * page_size(), 42);
     let id = block.id();
-    let share = block.share(Access::ReadOnly).unwrap();
+    let share = block.share().unwrap();
     assert!(matches!(
         Block::import_read_only(through_socket(&share), Pin::BestEffort),
         Err(MemError::AlreadyMapped { writable: true, .. })
@@ -355,13 +502,14 @@ fn a_read_only_import_sits_next_to_a_read_only_owner() {
     // Made read-only in place (not frozen yet): no `&mut` view of it can exist here.
     let mut block = block.into_read_only().unwrap();
     let peer = Block::import_read_only(through_socket(&share), Pin::BestEffort).unwrap();
-    assert!(holds(peer.as_slice(), 42));
-    assert_eq!(peer.as_bytes(), block.as_bytes());
+    assert!(holds(&words(&peer), 42));
+    assert!(matches!(block.as_bytes(), Err(MemError::NotFrozen { .. })));
     block.freeze().unwrap();
     assert!(peer.is_frozen());
+    assert_eq!(peer.as_bytes().unwrap(), block.as_bytes().unwrap());
     // A read-write import never sits next to anything (here the write seal says so first).
     assert!(matches!(
-        Block::import(block.share(Access::ReadOnly).unwrap(), Pin::BestEffort),
+        common::import(block.share().unwrap(), Pin::BestEffort),
         Err(MemError::ShareReadOnly { source, .. }) if source == id
     ));
 }
@@ -373,13 +521,9 @@ fn a_frozen_tape_is_imported_read_only_in_its_own_process() {
     let xs = tape.take_slice::<u32>(4).unwrap();
     xs.copy_from_slice(&[1, 2, 3, 4]);
     let at = tape.offset_of(xs.as_ptr()).unwrap();
-    let early = tape.block().share(Access::ReadWrite).unwrap();
+    let early = common::share_read_write(tape.block()).unwrap();
     tape.freeze().unwrap();
-    let import = Block::import_read_only(
-        tape.block().share(Access::ReadOnly).unwrap(),
-        Pin::BestEffort,
-    )
-    .unwrap();
+    let import = Block::import_read_only(tape.block().share().unwrap(), Pin::BestEffort).unwrap();
     assert!(import.is_frozen());
     assert_eq!(import.read::<u32>(at, 4).unwrap(), &[1, 2, 3, 4]);
     assert_eq!(tape.read::<u32>(at, 4).unwrap(), &[1, 2, 3, 4]);
@@ -388,7 +532,7 @@ fn a_frozen_tape_is_imported_read_only_in_its_own_process() {
     assert_eq!(shared.read::<u32>(at + 8, 2).unwrap(), &[3, 4]);
     // Write access stays out of reach (the seal refuses it before the registry is asked).
     assert!(matches!(
-        Block::import(early, Pin::BestEffort),
+        common::import(early, Pin::BestEffort),
         Err(MemError::NotWritable { sealed: true, .. })
     ));
 }
@@ -401,7 +545,7 @@ fn a_file_is_imported_read_write_once_per_process() {
         return common::assert_child_passes(NAME);
     }
     let block = owner(page_size(), 44);
-    let share = block.share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(&block).unwrap();
     drop(block);
     let (here, there) = UnixStream::pair().unwrap();
     for _ in 0..4 {
@@ -411,14 +555,14 @@ fn a_file_is_imported_read_write_once_per_process() {
     // In flight, the four descriptors are the socket's, not this process's; `share` itself
     // is consumed below.
     let fds = common::open_fds() - 1;
-    let mut first = Block::import(recv(), Pin::BestEffort).unwrap();
+    let mut first = common::import(recv(), Pin::BestEffort).unwrap();
     let writer = |requested| MemError::AlreadyMapped {
         id: first.id(),
         writable: true,
         requested,
     };
     assert_eq!(
-        Block::import(recv(), Pin::BestEffort).unwrap_err(),
+        common::import(recv(), Pin::BestEffort).unwrap_err(),
         writer(Access::ReadWrite)
     );
     assert_eq!(
@@ -430,8 +574,8 @@ fn a_file_is_imported_read_write_once_per_process() {
     // Mapped nowhere here any more: it imports again. Read-only this time, and a read-write
     // import next to that is refused.
     let reader = Block::import_read_only(recv(), Pin::BestEffort).unwrap();
-    assert!(holds(reader.as_slice(), 45));
-    let err = Block::import(share, Pin::BestEffort).unwrap_err();
+    assert!(holds(&words(&reader), 45));
+    let err = common::import(share, Pin::BestEffort).unwrap_err();
     assert_eq!(
         err,
         MemError::AlreadyMapped {
@@ -449,7 +593,7 @@ fn a_file_is_imported_read_write_once_per_process() {
 fn racing_read_write_imports_map_the_file_once() {
     let block = owner(page_size(), 46);
     let shares: Vec<Share> = (0..4)
-        .map(|_| block.share(Access::ReadWrite).unwrap())
+        .map(|_| common::share_read_write(&block).unwrap())
         .collect();
     drop(block);
     let start = std::sync::Barrier::new(shares.len());
@@ -460,7 +604,7 @@ fn racing_read_write_imports_map_the_file_once() {
                 let start = &start;
                 s.spawn(move || {
                     start.wait();
-                    Block::import(share, Pin::BestEffort)
+                    common::import(share, Pin::BestEffort)
                 })
             })
             .collect();
@@ -489,7 +633,7 @@ fn read_write_round_trip() {
         let socket = parent_socket();
         let share = Share::recv(&socket).unwrap();
         assert_eq!(share.access(), Access::ReadWrite);
-        let mut peer = Block::import(share, Pin::Required).unwrap();
+        let mut peer = common::import(share, Pin::Required).unwrap();
         assert_eq!(peer.access(), Access::ReadWrite);
         assert_eq!(peer.name(), "unimem-share-test");
         assert!(peer.is_pinned());
@@ -501,11 +645,11 @@ fn read_write_round_trip() {
         assert_eq!(peer.as_bytes()[5], 0xAB);
         // A read-write import can share on, read-write: to another process (here back to
         // the owner, who maps the file already and refuses it), not to itself.
-        let again = peer.share(Access::ReadWrite).unwrap();
+        let again = common::share_read_write(&peer).unwrap();
         assert_eq!(again.source_id(), peer.id());
         again.send(&socket).unwrap();
         assert_eq!(
-            Block::import(again, Pin::BestEffort).unwrap_err(),
+            common::import(again, Pin::BestEffort).unwrap_err(),
             MemError::AlreadyMapped {
                 id: peer.id(),
                 writable: true,
@@ -516,7 +660,7 @@ fn read_write_round_trip() {
         return;
     }
     let mut block = owner(4 * page_size(), 1);
-    let share = block.share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(&block).unwrap();
     assert_eq!(share.size(), block.size());
     assert_eq!(share.access(), Access::ReadWrite);
     assert_eq!(share.source_id(), block.id());
@@ -533,7 +677,7 @@ fn read_write_round_trip() {
     let back = Share::recv(peer.socket()).unwrap();
     assert_eq!(back.size(), block.size());
     assert_eq!(
-        Block::import(back, Pin::BestEffort).unwrap_err(),
+        common::import(back, Pin::BestEffort).unwrap_err(),
         MemError::AlreadyMapped {
             id: block.id(),
             writable: true,
@@ -551,11 +695,21 @@ fn owner_mapping_stays_writable_after_sharing_read_only() {
         let socket = parent_socket();
         let peer = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
         assert!(!peer.is_frozen());
-        assert!(holds(peer.as_slice(), 4));
+        assert!(matches!(
+            peer.read::<u64>(0, 1),
+            Err(MemError::NotFrozen { .. })
+        ));
+        assert!(holds(&words(&peer), 4));
         ack(&socket);
         // The owner writes on, then says so (write, then tell: specs/share.md, case 2).
         wait_ack(&socket);
-        assert_eq!(peer.read::<u64>(0, 1).unwrap(), &[77]);
+        let mut first = [0u64];
+        peer.read_into(0, &mut first).unwrap();
+        assert_eq!(first, [77]);
+        // SAFETY: the writer's protocol: the owner wrote, then said so, and writes no more
+        // until this process acknowledges (after the view is gone).
+        let view = unsafe { peer.read_unfrozen::<u64>(0, 1) }.unwrap();
+        assert_eq!(view, &[77]);
         ack(&socket);
         return;
     }
@@ -577,7 +731,7 @@ fn read_write_peers_are_trusted_with_the_contents() {
     const NAME: &str = "read_write_peers_are_trusted_with_the_contents";
     if is_child(NAME) {
         let socket = parent_socket();
-        let peer = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        let peer = common::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
         let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
         // SAFETY: fallocate on the import's descriptor, while no view of the import is
         // alive; the pages it frees are re-faulted as zeros by both processes' mappings,
@@ -625,7 +779,7 @@ fn peer_cannot_resize() {
             assert_eq!(unsafe { libc::ftruncate(fd, len) }, -1, "ftruncate({len})");
             assert_eq!(errno(), libc::EPERM);
         }
-        let block = Block::import(share, Pin::BestEffort).unwrap();
+        let block = common::import(share, Pin::BestEffort).unwrap();
         // SAFETY: as above, through the import's own descriptor.
         assert_eq!(unsafe { libc::ftruncate(block.as_raw_fd(), 0) }, -1);
         assert_eq!(errno(), libc::EPERM);
@@ -679,7 +833,7 @@ fn read_only_peer_cannot_write() {
         }
 
         let block = Block::import_read_only(share, Pin::BestEffort).unwrap();
-        assert!(holds(block.as_slice(), 21));
+        assert!(holds(&words(&block), 21));
         // The import's own mapping cannot be made writable either.
         // SAFETY: mprotect on the import's mapping; it is refused, so nothing changes.
         let r = unsafe {
@@ -691,14 +845,14 @@ fn read_only_peer_cannot_write() {
         };
         assert_eq!((r, errno()), (-1, libc::EACCES), "mprotect(PROT_WRITE)");
         // The second share: the read-write entry point refuses it by name.
-        let err = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap_err();
+        let err = common::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap_err();
         assert!(matches!(err, MemError::ShareReadOnly { .. }), "{err:?}");
         ack(&socket);
         return;
     }
     let mut block = owner(4 * page_size(), 21);
     let mut peer = Peer::spawn("read_only_peer_cannot_write", &[]);
-    let share = block.share(Access::ReadOnly).unwrap();
+    let share = block.share().unwrap();
     share.send(peer.socket()).unwrap();
     share.send(peer.socket()).unwrap();
     peer.wait_ack();
@@ -714,7 +868,7 @@ fn read_only_peer_writing_dies_alone() {
         let socket = parent_socket();
         let block =
             Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
-        assert!(holds(block.as_slice(), 23));
+        assert!(holds(&words(&block), 23));
         let no_core = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -748,7 +902,7 @@ fn read_only_peer_writing_dies_alone() {
 fn killed_peer_loses_nothing() {
     if is_child("killed_peer_loses_nothing") {
         let socket = parent_socket();
-        let mut block = Block::import(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
+        let mut block = common::import(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
         let words = block.as_slice_mut::<u64>();
         let half = words.len() / 2;
         for (i, w) in words[half..].iter_mut().enumerate() {
@@ -792,7 +946,7 @@ fn killed_peer_loses_nothing() {
 fn owner_leaving_keeps_peer_mapping_valid() {
     if is_child("owner_leaving_keeps_peer_mapping_valid") {
         let socket = parent_socket();
-        let mut block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        let mut block = common::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
         ack(&socket);
         // The owner drops its Block and its share, then says so.
         wait_ack(&socket);
@@ -805,7 +959,7 @@ fn owner_leaving_keeps_peer_mapping_valid() {
     }
     let block = owner_named("unimem-owner-leaves", 32 * page_size(), 28);
     let mut peer = Peer::spawn("owner_leaving_keeps_peer_mapping_valid", &[]);
-    let share = block.share(Access::ReadWrite).unwrap();
+    let share = common::share_read_write(&block).unwrap();
     share.send(peer.socket()).unwrap();
     peer.wait_ack();
     drop(share);
@@ -889,10 +1043,20 @@ fn expected() -> Vec<(&'static str, Check)> {
         ),
         (
             "six descriptors",
-            // The receiver makes room for four; the kernel closes the other two.
             Box::new(|e| {
                 e == MemError::ShareFds {
-                    received: 4,
+                    received: 6,
+                    truncated: false,
+                }
+            }),
+        ),
+        (
+            "a hundred descriptors",
+            // More than the receiver's 256 bytes of control room hold (60 descriptors):
+            // the kernel closes the rest and says so.
+            Box::new(|e| {
+                e == MemError::ShareFds {
+                    received: 60,
                     truncated: true,
                 }
             }),
@@ -1004,7 +1168,7 @@ fn garbage_is_refused_and_closed() {
             ack(&socket);
         }
         // After all that garbage, in lockstep, a real share still goes through.
-        let block = Block::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
+        let block = common::import(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
         assert!(holds(block.as_slice(), 30));
         drop(block);
         ack(&socket);
@@ -1021,12 +1185,14 @@ fn garbage_is_refused_and_closed() {
     let unsealable = memfd(page, None);
     let six: Vec<OwnedFd> = (0..6).map(|_| memfd(page, Some(RESIZE))).collect();
     let six: Vec<RawFd> = six.iter().map(|fd| fd.as_raw_fd()).collect();
+    let hundred: Vec<RawFd> = vec![sealed.as_raw_fd(); 100];
     let mut wrong_magic = rw;
     wrong_magic[0] = b'X';
     let messages: Vec<(Vec<u8>, Vec<RawFd>)> = vec![
         (rw.to_vec(), vec![]),
         (rw.to_vec(), vec![sealed.as_raw_fd(), sealed.as_raw_fd()]),
         (rw.to_vec(), six),
+        (rw.to_vec(), hundred),
         (rw[..10].to_vec(), vec![sealed.as_raw_fd()]),
         (wrong_magic.to_vec(), vec![sealed.as_raw_fd()]),
         (header(9, 0, page as u64).to_vec(), vec![sealed.as_raw_fd()]),
@@ -1072,7 +1238,7 @@ fn another_user_imports_what_it_is_sent_and_nothing_else() {
         }
         let block = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
         assert!(block.is_pinned());
-        assert!(holds(block.as_slice(), 31));
+        assert!(holds(&words(&block), 31));
         // Nothing else: the owner's descriptors are out of reach.
         let owner = std::env::var("UNIMEM_OWNER_FD").unwrap();
         let opened = std::fs::File::open(&owner);

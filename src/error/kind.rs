@@ -145,7 +145,8 @@ impl MemError {
             MemError::ShareReadOnly { .. }
             | MemError::NotWritable { .. }
             | MemError::TapeReadOnly { .. }
-            | MemError::TapeNotFrozen { .. } => K::AccessDenied,
+            | MemError::TapeNotFrozen { .. }
+            | MemError::NotFrozen { .. } => K::AccessDenied,
             MemError::AlreadyMapped { .. }
             | MemError::FreezeBusy { .. }
             | MemError::FreezeRegistered { .. }
@@ -157,6 +158,8 @@ impl MemError {
             | MemError::ShareNotMemfd { .. }
             | MemError::ShareUnsealed { .. }
             | MemError::ShareSize { .. }
+            | MemError::ShareSparse { .. }
+            | MemError::ShareOpenMode { .. }
             | MemError::SurfaceLookupFailed { .. } => K::RefusedPeer,
             MemError::ShareClosed => K::Disconnected,
             MemError::PinUnsupported { .. }

@@ -267,6 +267,48 @@ impl fmt::Display for MemError {
                  to its header",
                 Bytes(expected as u64)
             ),
+            MemError::ShareSparse {
+                size,
+                allocated,
+                hole,
+            } => {
+                write!(
+                    f,
+                    "the shared file of {} ({size} bytes) does not hold all its pages: it \
+                     holds {} ({allocated} bytes, pages past its end included)",
+                    Bytes(size as u64),
+                    Bytes(allocated),
+                )?;
+                if let Some(hole) = hole {
+                    write!(f, " and has a hole at offset {hole}")?;
+                }
+                f.write_str(
+                    "; mapping it would make this process allocate what its owner did not \
+                     (the OOM killer's business for a large file), so it was refused and \
+                     closed. Share Blocks made by Block::open, which populates every page, \
+                     and do not punch holes in a Block before sharing it",
+                )
+            }
+            MemError::ShareOpenMode {
+                readable,
+                writable,
+                requested,
+            } => write!(
+                f,
+                "the shared descriptor was opened {} but the import maps it {}: the header \
+                 promised access the descriptor does not give; it was closed. Send the \
+                 descriptor Extent::share made (an O_RDWR duplicate of the memfd)",
+                match (readable, writable) {
+                    (true, true) => "read-write",
+                    (true, false) => "read-only",
+                    (false, true) => "write-only",
+                    (false, false) => "without read or write access (O_PATH)",
+                },
+                match requested {
+                    Access::ReadWrite => "read-write (Block::import)",
+                    Access::ReadOnly => "read-only",
+                },
+            ),
             MemError::ShareReadOnly { source, size } => write!(
                 f,
                 "the share of Block {source} ({}) is read-only, and Block::import hands out \
@@ -377,6 +419,16 @@ impl fmt::Display for MemError {
                     "over a read-only import, or its freeze did not finish"
                 }
             ),
+            MemError::NotFrozen { id, size } => write!(
+                f,
+                "Block {id} ({}) is read-only here but not frozen: another process may still \
+                 write its bytes, so a &[T] view of them could change while it lives (a data \
+                 race). Copy them out with ReadOnlyBlock::read_into (sound while others \
+                 write), freeze the Block (Block::freeze by its owner, or \
+                 ReadOnlyBlock::freeze once no process maps it writable), or use \
+                 ReadOnlyBlock::read_unfrozen (unsafe) under the writer's protocol",
+                Bytes(size as u64)
+            ),
             MemError::TapeNotFrozen {
                 id,
                 read_only: false,
@@ -392,8 +444,8 @@ impl fmt::Display for MemError {
                 f,
                 "the Tape over Block {id} is read-only but not frozen: another process may \
                  still write its bytes. Freeze it (Tape::freeze) once no process maps it \
-                 writable, or read the ReadOnlyBlock before wrapping it, under the writer's \
-                 protocol"
+                 writable, or copy the bytes out of the ReadOnlyBlock (read_into) before \
+                 wrapping it"
             ),
             MemError::WireRefused {
                 requested,
@@ -550,7 +602,7 @@ struct FileType(u32);
 impl fmt::Display for FileType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 & 0o170_000 {
-            0o100_000 => "a regular file that cannot be sealed",
+            0o100_000 => "a regular file that cannot be sealed (or an O_PATH descriptor)",
             0o040_000 => "a directory",
             0o010_000 => "a pipe (FIFO)",
             0o140_000 => "a socket",
@@ -643,7 +695,11 @@ fn kern_name(code: i32) -> Option<&'static str> {
         0xE000_02C2 => "kIOReturnBadArgument",
         0xE000_02C7 => "kIOReturnUnsupported",
         0xE000_02C8 => "kIOReturnVMError",
-        0xE000_02CC => "kIOReturnCannotLock: another client holds the surface's lock",
+        0xE000_02CC => {
+            "kIOReturnCannotLock: the lock was not taken; IOSurfaceTypes.h documents this \
+             code only for kIOSurfaceLockAvoidSync (locking would need a readback, such as \
+             from the GPU), which unimem never passes"
+        }
         0xE000_02D5 => "kIOReturnBusy",
         0xE000_02E2 => "kIOReturnNotPermitted",
         _ => return None,
@@ -685,7 +741,7 @@ mod tests {
         assert_eq!(Seals(0x102).to_string(), "SHRINK|0x100");
         assert_eq!(
             FileType(0o100_644).to_string(),
-            "a regular file that cannot be sealed"
+            "a regular file that cannot be sealed (or an O_PATH descriptor)"
         );
         assert_eq!(FileType(0o010_600).to_string(), "a pipe (FIFO)");
         assert_eq!(FileType(0o140_777).to_string(), "a socket");

@@ -271,6 +271,30 @@ pub enum MemError {
         /// Bytes the file has (`fstat`).
         found: u64,
     },
+    /// The shared file does not hold all its pages: it was never populated, or only in
+    /// part, or pages were punched out of it. Mapping and populating it would make this
+    /// process allocate what its owner did not (a sealed file of 1 TiB that holds nothing
+    /// costs its sender nothing and the importer the machine). Nothing was mapped; the
+    /// descriptor has been closed.
+    ShareSparse {
+        /// The file's size in bytes (the header's).
+        size: usize,
+        /// Bytes the file holds (`st_blocks * 512`), pages past its end included.
+        allocated: u64,
+        /// The first hole `lseek(SEEK_HOLE)` found below `size`, if it found one.
+        hole: Option<u64>,
+    },
+    /// The shared descriptor was opened without the access the import needs: a read-write
+    /// import needs `O_RDWR`, any import needs read access. The header promised more than
+    /// the descriptor gives. The descriptor has been closed.
+    ShareOpenMode {
+        /// The descriptor allows reading.
+        readable: bool,
+        /// The descriptor allows writing.
+        writable: bool,
+        /// The access the import asked for.
+        requested: Access,
+    },
     /// A read-only share was given to `Block::import`, whose
     /// `Block` would hand out mutable views.
     ShareReadOnly {
@@ -346,6 +370,15 @@ pub enum MemError {
         /// The Block is frozen (no process can change its bytes).
         frozen: bool,
     },
+    /// A shared view (`&[T]`) of a read-only Block that is not frozen: another process may
+    /// still write its bytes, so the view could change while it lives, a data race by
+    /// Rust's rules.
+    NotFrozen {
+        /// The Block's id in this process.
+        id: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
     /// A read by offset from a Tape that is not frozen: its bytes may still change.
     TapeNotFrozen {
         /// The id of the Tape's Block.
@@ -359,8 +392,10 @@ pub enum MemError {
     WireRefused {
         /// Bytes asked to wire (the surface's allocation size).
         requested: usize,
-        /// The `errno` of `mlock` (`EAGAIN` over a wired-memory limit, `ENOMEM` for a range
-        /// that is not mapped, per mlock(2) on macOS).
+        /// The `errno` of `mlock`: `EAGAIN` over a wired-memory limit
+        /// (`KERN_RESOURCE_SHORTAGE`), `EACCES` for a protection failure
+        /// (`KERN_PROTECTION_FAILURE`), `ENOMEM` otherwise, e.g. a range that is not mapped
+        /// (XNU `bsd/kern/kern_mman.c`, `mlock`).
         errno: i32,
         /// The soft `RLIMIT_MEMLOCK` in bytes at the time, or `None` when unlimited.
         limit: Option<u64>,

@@ -1,9 +1,10 @@
 //! IOSurface, CoreFoundation and Mach calls behind the Apple Block: raw declarations, and
 //! one thin wrapper per call.
 //!
-//! Every declaration below is written against Apple's SDK headers as collected in
-//! `../shared/reference/apple-ffi.md`; `specs/apple.md` lists each one beside its C
-//! signature for review. The rules that keep this module honest:
+//! Every declaration below is written against Apple's SDK headers (`IOSurfaceRef.h`,
+//! `IOSurfaceAPI.h`, `IOSurfaceTypes.h`, `CFBase.h`, `CFNumber.h`, `CFDictionary.h`,
+//! `mach/mach_port.h`, `mach/mach_init.h`); `specs/apple.md` lists each one beside its C
+//! signature for review, and `specs/sources.md` says where the headers are published. The rules that keep this module honest:
 //!
 //! - C types get Rust types of the same width on arm64 macOS: `Boolean` is `u8` (never
 //!   `bool`), `CFIndex` and `CFNumberType` are `isize`, `kern_return_t` is `i32`,

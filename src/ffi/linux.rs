@@ -2,10 +2,12 @@
 //!
 //! # References
 //!
-//! memfd_create(2), ftruncate(2), fcntl(2) (file seals), mmap(2), munmap(2), mlock(2),
-//! madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`, Linux 5.14), getrlimit(2),
-//! fstat(2), sendmsg(2), recvmsg(2), cmsg(3), unix(7) (`SCM_RIGHTS`), and the kernel uapi
-//! header `linux/memfd.h` (`MFD_NOEXEC_SEAL`, Linux 6.3).
+//! memfd_create(2), ftruncate(2), fcntl(2) (file seals, `F_GETFL`), mmap(2), munmap(2),
+//! mlock(2), madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`, Linux 5.14),
+//! getrlimit(2), fstat(2) (`st_blocks`), lseek(2) (`SEEK_HOLE`, Linux 3.1), sendmsg(2),
+//! recvmsg(2), cmsg(3), unix(7) (`SCM_RIGHTS`, `SCM_CREDENTIALS`), and the kernel uapi
+//! headers `linux/memfd.h` (`MFD_NOEXEC_SEAL`, Linux 6.3), `asm-generic/socket.h`
+//! (`SO_PASSPIDFD`, Linux 6.5) and `linux/socket.h` (`SCM_PIDFD`).
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -58,6 +60,27 @@ pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
     }
 }
 
+/// `fcntl(fd, F_GETFL)`: the descriptor's status flags (`O_ACCMODE` gives its access).
+pub(crate) fn get_fl(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    fault!("fcntl(F_GETFL)");
+    // SAFETY: F_GETFL takes no argument; `fd` is open for the borrow.
+    match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } {
+        flags if flags >= 0 => Ok(flags),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `lseek(fd, 0, SEEK_HOLE)`: the offset of the first hole, the file's size if it has none
+/// (filesystems without hole tracking, hugetlbfs among them, always say so). Moves the
+/// offset of the open file description, which every duplicate of the descriptor shares;
+/// unimem never reads or writes through it.
+pub(crate) fn first_hole(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    fault!("lseek(SEEK_HOLE)");
+    // SAFETY: lseek only reads its integer arguments; `fd` is open for the borrow.
+    let at = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    u64::try_from(at).map_err(|_| last_errno())
+}
+
 /// What `fstat` says about a file: the fields the import checks, and its identity.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {
@@ -65,6 +88,9 @@ pub(crate) struct FileStat {
     pub(crate) mode: u32,
     /// `st_size`, in bytes.
     pub(crate) size: i64,
+    /// `st_blocks`: 512-byte units the file holds (shmem and hugetlbfs count every page
+    /// they hold, swapped out or not, including pages past the end of the file).
+    pub(crate) blocks: i64,
     /// `st_dev`: the filesystem the file is on.
     pub(crate) dev: u64,
     /// `st_ino`: the file's number on it.
@@ -93,6 +119,7 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
             Ok(FileStat {
                 mode: stat.st_mode,
                 size: stat.st_size,
+                blocks: stat.st_blocks,
                 dev: stat.st_dev as u64,
                 ino: stat.st_ino as u64,
             })
@@ -101,12 +128,22 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<FileStat, Errno> {
     }
 }
 
-/// The most descriptors [`recv_fds`] makes room for in one message.
-pub(crate) const RECV_FDS_MAX: usize = 4;
+/// `SCM_PIDFD` (`linux/socket.h`, Linux 6.5): a control message carrying a pidfd of the
+/// sender, which the kernel adds to every message on a socket with `SO_PASSPIDFD` set. The
+/// `libc` crate does not name it.
+pub(crate) const SCM_PIDFD: libc::c_int = 0x04;
 
-/// Control-buffer space for [`RECV_FDS_MAX`] descriptors, in `u64`s (so it is aligned for
-/// `cmsghdr`): `CMSG_SPACE(4 * sizeof(int))` is 32 bytes on 64-bit Linux, 24 on 32-bit.
-const CONTROL_WORDS: usize = 8;
+/// Control-buffer space for one received message, in `u64`s (so it is aligned for
+/// `cmsghdr`): 256 bytes. A share needs `CMSG_SPACE(sizeof(int))` (24 bytes on 64-bit
+/// Linux) for its descriptor; a socket with `SO_PASSCRED` adds `SCM_CREDENTIALS`
+/// (`CMSG_SPACE(sizeof(struct ucred))`, 32), one with `SO_PASSPIDFD` an `SCM_PIDFD` (24),
+/// and one with `SO_PASSSEC` a security label. The rest holds extra descriptors a peer
+/// attached, which are received so that they can be closed. Too little room would make the
+/// kernel truncate the control data (`MSG_CTRUNC`) and drop the share's descriptor.
+const CONTROL_WORDS: usize = 32;
+
+/// Control-buffer space for sending one descriptor: `CMSG_SPACE(sizeof(int))`.
+const SEND_CONTROL_WORDS: usize = 4;
 
 /// `sendmsg(socket, data, SCM_RIGHTS [fd], MSG_NOSIGNAL)`: sends `data` with one
 /// descriptor attached. Returns how many bytes of `data` went out (the descriptor travels
@@ -117,7 +154,7 @@ pub(crate) fn send_with_fd(
     fd: BorrowedFd<'_>,
 ) -> Result<usize, Errno> {
     fault!("sendmsg");
-    let mut control = [0u64; CONTROL_WORDS];
+    let mut control = [0u64; SEND_CONTROL_WORDS];
     // SAFETY: CMSG_SPACE is arithmetic on its argument.
     let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
     debug_assert!(space <= size_of_val(&control));
@@ -170,21 +207,22 @@ pub(crate) fn send(socket: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> 
 pub(crate) struct Received {
     /// Bytes of data written to the buffer.
     pub(crate) bytes: usize,
-    /// Every descriptor that arrived, owned: dropping them closes them.
+    /// Every descriptor of the message's `SCM_RIGHTS` control messages, owned: dropping
+    /// them closes them.
     pub(crate) fds: Vec<OwnedFd>,
-    /// `MSG_CTRUNC`: more control data arrived than fit; the kernel discarded the rest.
+    /// `MSG_CTRUNC`: more control data arrived than fit; the kernel discarded the rest
+    /// (and closed the descriptors in it).
     pub(crate) control_truncated: bool,
 }
 
-/// `recvmsg(socket, buf, MSG_CMSG_CLOEXEC)` with room for [`RECV_FDS_MAX`] descriptors.
-/// Every descriptor the kernel installed is returned as an `OwnedFd`, whatever else the
-/// message held, so the caller closes them all by dropping them.
+/// `recvmsg(socket, buf, MSG_CMSG_CLOEXEC)` with the control room of [`CONTROL_WORDS`].
+/// Every descriptor the kernel installed, in any control message, is owned here: those of
+/// `SCM_RIGHTS` are returned, the others (`SCM_PIDFD`) closed before this returns, so nothing
+/// that arrived can leak whatever else the message held. Credentials (`SCM_CREDENTIALS`)
+/// and security labels carry no descriptor and are ignored.
 pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
     fault!("recvmsg");
     let mut control = [0u64; CONTROL_WORDS];
-    // SAFETY: CMSG_SPACE is arithmetic on its argument.
-    let space = unsafe { libc::CMSG_SPACE((RECV_FDS_MAX * size_of::<libc::c_int>()) as u32) };
-    debug_assert!(space as usize <= size_of_val(&control));
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -194,32 +232,41 @@ pub(crate) fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Re
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    msg.msg_controllen = size_of_val(&control) as _;
     // SAFETY: recvmsg writes at most `buf.len()` bytes into `buf` and at most
     // `msg_controllen` bytes into `control`, both alive and exclusively borrowed for the
     // call; `socket` is open for the borrow.
     let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     let bytes = usize::try_from(received).map_err(|_| last_errno())?;
     let mut fds = Vec::new();
+    // Descriptors of other control messages (the `SCM_PIDFD` a socket with `SO_PASSPIDFD`
+    // adds): owned here, so that they are closed when this returns.
+    let mut others = Vec::new();
     // SAFETY:
     // - on success the kernel set `msg_controllen` to the bytes of control data it wrote
     //   into `control`, and CMSG_FIRSTHDR / CMSG_NXTHDR walk only headers that lie wholly
     //   within that length (they return null past it);
-    // - each SCM_RIGHTS payload is `cmsg_len - CMSG_LEN(0)` bytes of `c_int`s, inside the
-    //   header's extent; they are read unaligned;
+    // - each SCM_RIGHTS or SCM_PIDFD payload is `cmsg_len - CMSG_LEN(0)` bytes of `c_int`s,
+    //   inside the header's extent; they are read unaligned;
     // - every descriptor in them was just installed in this process by the kernel and is
     //   owned by nobody else, so wrapping each in `OwnedFd` once is sound.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+            let kind = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+            let into = match kind {
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => Some(&mut fds),
+                (libc::SOL_SOCKET, SCM_PIDFD) => Some(&mut others),
+                _ => None,
+            };
+            if let Some(into) = into {
                 let payload =
                     ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                 let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
                 for i in 0..payload / size_of::<libc::c_int>() {
                     let fd = data.add(i).read_unaligned();
                     if fd >= 0 {
-                        fds.push(OwnedFd::from_raw_fd(fd));
+                        into.push(OwnedFd::from_raw_fd(fd));
                     }
                 }
             }

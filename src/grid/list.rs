@@ -277,20 +277,35 @@ impl FreeList {
     }
 
     /// The number of cells on the stack: the top's depth, read consistently (the head is
-    /// read again after the depth, and both reads repeated if it moved; after a few tries
-    /// under heavy churn, the last reading is returned). Exact when nothing runs
-    /// concurrently.
+    /// read again after the depth, and both reads repeated if it moved). Exact when nothing
+    /// runs concurrently; never more than the number of cells.
+    ///
+    /// Under churn that outlasts the retries, the last reading is returned, and it may be
+    /// stale: the top read first may have been popped since, and its link rewritten by a
+    /// push that read another stale depth (a push whose compare-exchange then fails writes
+    /// `depth + 1` of whatever it read). Such a transient depth can exceed the cell count,
+    /// so the reading is clamped: callers subtract it from the total (`Grid::in_use`).
     pub(super) fn len(&self) -> u32 {
+        let cells = self.slots.len() as u32;
         let mut head = self.top.head.load(Ordering::Acquire);
         for _ in 0..16 {
             let count = self.depth(top_of(head));
             let again = self.top.head.load(Ordering::Acquire);
             if again == head {
-                return count;
+                return count.min(cells);
             }
             head = again;
         }
-        self.depth(top_of(head))
+        self.depth(top_of(head)).min(cells)
+    }
+
+    /// Test-only: writes `depth` into `cell`'s link, as a push in flight with a stale depth
+    /// would, so that tests can show `len` clamps what it reads.
+    #[cfg(all(test, not(loom)))]
+    pub(super) fn forge_depth(&self, cell: u32, depth: u32) {
+        let slot = &self.slots[cell as usize];
+        let next = next_of(slot.link.load(Ordering::Relaxed));
+        slot.link.store(link(depth, next), Ordering::Relaxed);
     }
 
     /// The fewest cells the stack ever held right after a pop (`cells` if nothing was

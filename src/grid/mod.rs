@@ -589,15 +589,16 @@ impl Grid {
     }
 
     /// Cells not on the shared free list: held by Cells, by detached ids, or cached in
-    /// live GridLanes. `free() + in_use() == total()`.
+    /// live GridLanes. `free() + in_use() == total()` for one reading of `free()`, which
+    /// is at most `total()` even mid-churn (so this never underflows).
     pub fn in_use(&self) -> usize {
-        self.total() - self.free()
+        self.total().saturating_sub(self.free())
     }
 
     /// The most cells ever in use at once (as [`in_use`](Grid::in_use) counts them) since
     /// the Grid was made, across clears.
     pub fn peak_in_use(&self) -> usize {
-        self.total() - self.list.low() as usize
+        self.total().saturating_sub(self.list.low() as usize)
     }
 
     /// The number of cells.

@@ -520,6 +520,66 @@ fn threads_never_share_a_cell() {
     assert!(grid.peak_in_use() <= 32);
 }
 
+/// A stale depth (what `free()` can read from a cell popped mid-reading, rewritten by a push
+/// in flight) is clamped: `free()` never exceeds the cell count and `in_use()` never
+/// underflows.
+#[test]
+fn stale_depths_are_clamped() {
+    let grid = grid(64, 4);
+    let top = grid.take().unwrap().into_id();
+    grid.release(top).unwrap();
+    // The top cell's link now claims far more cells than the Grid has.
+    grid.list.forge_depth(top.index(), 1000);
+    assert_eq!(grid.free(), 4);
+    assert_eq!(grid.in_use(), 0);
+    grid.list.forge_depth(top.index(), u32::MAX);
+    assert_eq!(grid.free() + grid.in_use(), grid.total());
+}
+
+/// Readers of the counts race takers and givers: every reading is within the Grid, and
+/// `free() + in_use() == total()` for each reading of `free()`. Nothing may panic.
+#[test]
+fn counts_stay_within_the_grid_under_churn() {
+    let grid = grid(64, 8);
+    let rounds = scaled(5000, 40);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(grid.in_use() <= grid.total());
+                assert!(grid.free() <= grid.total());
+                assert!(grid.peak_in_use() <= grid.total());
+            }
+        });
+        let workers: Vec<_> = (0..2)
+            .map(|t| {
+                let grid = &grid;
+                s.spawn(move || {
+                    let mut lane = (t == 1).then(|| grid.lane(2));
+                    for _ in 0..rounds {
+                        let taken = match lane.as_mut() {
+                            Some(lane) => lane.take(),
+                            None => grid.take(),
+                        };
+                        if let Some(cell) = taken {
+                            match lane.as_mut() {
+                                Some(lane) => lane.give(cell).unwrap(),
+                                None => grid.give(cell).unwrap(),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+    });
+    assert_eq!(grid.free(), 8);
+}
+
 /// Two threads race to release copies of the same ids: exactly one wins each.
 #[test]
 fn racing_releases_have_one_winner() {

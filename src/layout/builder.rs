@@ -105,7 +105,7 @@ impl LayoutBuilder {
     /// at `weights().block().address() + offset` for a device).
     ///
     /// ```
-    /// use unimem::{Access, Block, Layout, MemError, Pin};
+    /// use unimem::{Block, Layout, MemError, Pin};
     ///
     /// // Server: load, freeze, share.
     /// let mut server = Layout::builder(1 << 16, 4096, 4096).pin(Pin::BestEffort).build()?;
@@ -113,7 +113,7 @@ impl LayoutBuilder {
     /// w.copy_from_slice(&[0.25, 0.5, 0.75, 1.0]);
     /// let at = server.weights().offset_of(w.as_ptr()).unwrap();
     /// server.freeze_weights()?;
-    /// let share = server.weights().block().share(Access::ReadOnly)?;
+    /// let share = server.weights().block().share()?;
     ///
     /// // Worker (another process; the share and `at` sent over a socket):
     /// let weights = Block::import_read_only(share, Pin::BestEffort)?;

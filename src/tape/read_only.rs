@@ -13,7 +13,9 @@
 //! **frozen**: the Block carries `F_SEAL_WRITE`, so no process can change the bytes while
 //! the views live (see `src/block/share/freeze.rs`). On a writable Tape such a view could alias a
 //! `&mut` take, and on a read-only Tape that is not frozen another process may still write
-//! the bytes; both are refused with [`TapeNotFrozen`](MemError::TapeNotFrozen).
+//! the bytes; both are refused with [`TapeNotFrozen`](MemError::TapeNotFrozen). The bytes
+//! such a view shows are initialized because the frozen mapping was made after the last
+//! write to the file (see [`read`](Tape::read)).
 //!
 //! # Why it is correct
 //!
@@ -44,12 +46,12 @@ impl Tape {
     /// sharer's.
     ///
     /// ```
-    /// use unimem::{Access, Block, MemError, Pin, Tape};
+    /// use unimem::{Block, MemError, Pin, Tape};
     ///
     /// let mut weights = Tape::over(Block::builder(4096).pin(Pin::BestEffort).open()?);
     /// weights.take_slice::<u32>(4).unwrap().copy_from_slice(&[1, 2, 3, 4]);
     /// weights.freeze()?;
-    /// let share = weights.block().share(Access::ReadOnly)?;
+    /// let share = weights.block().share()?;
     ///
     /// // In a worker process (the share sent over a socket):
     /// let shared = Tape::over_read_only(Block::import_read_only(share, Pin::BestEffort)?);
@@ -130,6 +132,12 @@ impl Tape {
     /// Offsets come from [`offset_of`](Tape::offset_of) in the process that filled the Tape
     /// (they are the same in every process; addresses are not).
     ///
+    /// Every byte is initialized, wherever the Tape has handed out takes or not: the frozen
+    /// mapping was made (by the freeze, which replaces it in place, or by the import) after
+    /// the last write to the file, so its bytes are the file's, which are always defined
+    /// (what a process wrote, zero where none did). Padding or `MaybeUninit` bytes written
+    /// through a raw take before the freeze read back as whatever the file holds there.
+    ///
     /// # Errors
     ///
     /// - [`TapeNotFrozen`](MemError::TapeNotFrozen): the Tape is writable (a view could
@@ -145,6 +153,11 @@ impl Tape {
         // SAFETY:
         // - offset + len * size_of::<T>() <= total (`check_read`): inside the Block, which is
         //   mapped readable for as long as `self` lives and cannot shrink (sealed);
+        // - every byte is initialized: a frozen Tape's mapping was made by `mmap` after the
+        //   last write to its file (freeze replaced this process's mapping in place, or the
+        //   Tape is over an import mapped after its owner froze it), so Rust sees bytes the
+        //   kernel supplies, and a shmem file's bytes are always defined (written, or zero
+        //   where never written); nothing has written them since (frozen);
         // - the base is page aligned and `offset` a multiple of align_of::<T>()
         //   (`check_read`), so the pointer is aligned for T;
         // - every bit pattern is a valid `T: Pod`;

@@ -112,9 +112,7 @@ impl Peer {
 
     /// Shares `extent` with the child, `access` as asked: one `Share` over the socket.
     pub(crate) fn send_share(&self, extent: &unimem::Extent, access: unimem::Access) {
-        extent
-            .share(access)
-            .expect("share")
+        share(extent, access)
             .send(self.socket())
             .expect("send the share");
     }
@@ -182,6 +180,38 @@ impl Drop for Peer {
     }
 }
 
+/// A share of `extent` with `access`: `Extent::share`, or for `ReadWrite` the unsafe
+/// `Extent::share_read_write`.
+#[cfg(target_os = "linux")]
+pub(crate) fn share(extent: &unimem::Extent, access: unimem::Access) -> unimem::Share {
+    match access {
+        unimem::Access::ReadOnly => extent.share().expect("share"),
+        unimem::Access::ReadWrite => share_read_write(extent).expect("share"),
+    }
+}
+
+/// `Extent::share_read_write` for the tests' processes.
+#[cfg(target_os = "linux")]
+pub(crate) fn share_read_write(extent: &unimem::Extent) -> Result<unimem::Share, unimem::MemError> {
+    // SAFETY: the tests' processes keep the protocol of `specs/share.md`: each writes only
+    // ranges it owns and hands them over by offset (acknowledged over the socket), and
+    // where a test has two processes write at once on purpose, the process that checks
+    // holds no Rust view of the racing bytes meanwhile (it reads after the writer stopped,
+    // or with volatile loads).
+    unsafe { extent.share_read_write() }
+}
+
+/// `Block::import` (read-write) for the tests' processes, which keep the protocol (see
+/// [`share`]).
+#[cfg(target_os = "linux")]
+pub(crate) fn import(
+    share: unimem::Share,
+    pin: unimem::Pin,
+) -> Result<unimem::Block, unimem::MemError> {
+    // SAFETY: as in `share`: the tests' processes keep the protocol of `specs/share.md`.
+    unsafe { unimem::Block::import(share, pin) }
+}
+
 /// Fails with the child's output unless it exited successfully having run one test.
 pub(crate) fn assert_passed(test: &str, out: &Output) {
     assert!(
@@ -232,13 +262,13 @@ pub(crate) fn send_raw(
     fds: &[std::os::fd::RawFd],
 ) -> usize {
     use std::os::fd::AsRawFd;
-    let mut control = [0u64; 16];
+    let mut control = [0u64; 64];
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr().cast_mut().cast(),
         iov_len: bytes.len(),
     };
     // SAFETY: a zeroed msghdr is valid; the control buffer is aligned, large enough for up
-    // to 16 descriptors (checked), and alive for the sendmsg call, which only reads it.
+    // to 124 descriptors (checked), and alive for the sendmsg call, which only reads it.
     let sent = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -331,4 +361,119 @@ pub(crate) fn refused_to_write(fd: std::os::fd::RawFd, size: usize, what: &str) 
         );
         assert_eq!(errno(), libc::EPERM, "{what}: fallocate(PUNCH_HOLE)");
     }
+}
+
+/// What an importer holds: descriptors, locked bytes, shared memory resident, shared
+/// mappings. Taken before and after each hostile case, in a child process: a refused
+/// import must leave all four as they were, and so must a dropped successful one.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Open descriptors (`/proc/self/fd`).
+    pub(crate) fds: usize,
+    /// `VmLck`, bytes.
+    pub(crate) locked: u64,
+    /// `RssShmem`, bytes: resident shared memory this process maps.
+    pub(crate) shmem: u64,
+    /// Shared mappings in `/proc/self/maps` (permissions `...s`): every import is one.
+    /// Private mappings (heap, thread stacks the C library caches) are left out.
+    pub(crate) shared_maps: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Snapshot {
+    /// This process, now.
+    pub(crate) fn take() -> Snapshot {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let shared_maps = maps
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|perms| perms.ends_with('s'))
+            })
+            .count();
+        Snapshot {
+            fds: open_fds(),
+            locked: status_bytes("VmLck:"),
+            shmem: status_bytes("RssShmem:"),
+            shared_maps,
+        }
+    }
+
+    /// Fails, naming `what`, unless this process holds what it held at `self`.
+    pub(crate) fn assert_unchanged(&self, what: &str) {
+        let now = Snapshot::take();
+        assert_eq!(&now, self, "{what}: the importer kept something");
+    }
+}
+
+/// Receives one message of at most `max` bytes and every descriptor attached to it
+/// (`SCM_RIGHTS`), owned: how the hostile tests hand a child the sockets and files it needs.
+#[cfg(target_os = "linux")]
+pub(crate) fn recv_raw(
+    socket: &std::os::unix::net::UnixStream,
+    max: usize,
+) -> (Vec<u8>, Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut bytes = vec![0u8; max];
+    let mut control = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_mut_ptr().cast(),
+        iov_len: bytes.len(),
+    };
+    let mut fds = Vec::new();
+    // SAFETY: a zeroed msghdr is valid; recvmsg writes into `bytes` and `control`, both
+    // alive and large enough (lengths given); the headers walked lie within the control
+    // length the kernel set, and each descriptor in them is new and owned once.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+        assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let payload = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                for i in 0..payload / 4 {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        n as usize
+    };
+    bytes.truncate(n);
+    (bytes, fds)
+}
+
+/// `SO_PASSPIDFD` (`asm-generic/socket.h`, Linux 6.5; the `libc` crate does not name it).
+#[cfg(target_os = "linux")]
+pub(crate) const SO_PASSPIDFD: libc::c_int = 76;
+
+/// Sets a boolean socket option at `SOL_SOCKET` level.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_socket_flag(socket: &std::os::unix::net::UnixStream, option: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from a live local; the socket is open.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of_val(&on) as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setsockopt({option}): {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -57,7 +57,7 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use serde_json::json;
-    use unimem::{Access, Block, MemError, Pin, Share};
+    use unimem::{Block, MemError, Pin, Share};
 
     use super::{PEER_ENV, Report, Section};
     use crate::report::{Status, fmt_bytes, fmt_time};
@@ -155,9 +155,10 @@ mod linux {
 
         // 1. Read-write: the peer checks the owner's words and writes its own.
         let start = Instant::now();
-        let share = block
-            .share(Access::ReadWrite)
-            .map_err(|e| stop("share read-write", e))?;
+        // SAFETY: the peer keeps the protocol: it reads the owner's words and writes its own
+        // while this process waits for its answer (holding no view of the Block meanwhile),
+        // and never writes again once it has answered.
+        let share = unsafe { block.share_read_write() }.map_err(|e| stop("share read-write", e))?;
         share
             .send(&socket)
             .map_err(|e| stop("send read-write", e))?;
@@ -170,9 +171,7 @@ mod linux {
         // `Block::import`, and kept by the peer for later.
         let second = if first {
             let start = Instant::now();
-            let share = block
-                .share(Access::ReadOnly)
-                .map_err(|e| stop("share read-only", e))?;
+            let share = block.share().map_err(|e| stop("share read-only", e))?;
             let sent = (0..3).try_for_each(|_| share.send(&socket));
             sent.map_err(|e| stop("send read-only", e))?;
             s.time("seal + share + send (read-only)", start.elapsed());
@@ -344,9 +343,7 @@ mod linux {
         let start = Instant::now();
         frozen.freeze().map_err(|e| stop("freeze", e))?;
         s.time("freeze (F_SEAL_WRITE)", start.elapsed());
-        let share = frozen
-            .share(Access::ReadOnly)
-            .map_err(|e| stop("share frozen", e))?;
+        let share = frozen.share().map_err(|e| stop("share frozen", e))?;
         share.send(socket).map_err(|e| stop("send frozen", e))?;
         Ok(Frozen {
             busy,
@@ -411,8 +408,10 @@ mod linux {
         // 1. Read-write. Pinned where the limits allow (`pinned_rw` says which).
         let share = Share::recv(socket).map_err(refused("receive read-write"))?;
         let start = Instant::now();
-        let mut block =
-            Block::import(share, Pin::BestEffort).map_err(refused("import read-write"))?;
+        // SAFETY: the owner keeps the protocol: it holds no view of the Block while this
+        // process reads and writes it, until this process answers.
+        let mut block = unsafe { Block::import(share, Pin::BestEffort) }
+            .map_err(refused("import read-write"))?;
         say(format!("import_rw {}", start.elapsed().as_secs_f64()))?;
         say(format!("pinned_rw {}", block.is_pinned()))?;
         let bad = wrong(block.as_slice(), OWNER_SALT);
@@ -429,9 +428,12 @@ mod linux {
         let share = Share::recv(socket).map_err(refused("receive read-only"))?;
         let alias = Block::import_read_only(share, Pin::BestEffort);
         let second = Share::recv(socket).map_err(refused("receive read-only again"))?;
-        let import = Block::import(second, Pin::BestEffort);
+        // SAFETY: refused before anything is mapped (a read-only share).
+        let import = unsafe { Block::import(second, Pin::BestEffort) };
         let kept = Share::recv(socket).map_err(refused("receive read-only a third time"))?;
-        let reshare = block.share(Access::ReadWrite);
+        // SAFETY: refused (this mapping is read-write, the file sealed against writing by
+        // the read-only share), so nothing is shared.
+        let reshare = unsafe { block.share_read_write() };
         let refusals = match (alias, import, reshare) {
             (
                 Err(MemError::AlreadyMapped { writable: true, .. }),
@@ -463,16 +465,15 @@ mod linux {
             Block::import_read_only(kept, Pin::BestEffort).map_err(refused("import read-only"))?;
         say(format!("import_ro {}", start.elapsed().as_secs_f64()))?;
         say(format!("pinned_ro {}", ro.is_pinned()))?;
+        // Not frozen yet (the owner's mapping is read-only, but the file is not sealed):
+        // no view of the bytes, they are copied out, by offset.
         let n = ro.size() / 8;
-        let half = ro
-            .read::<u64>(n / 2 * 8, n - n / 2)
+        let mut words = vec![0u64; n];
+        let (low, high) = words.split_at_mut(n / 2);
+        ro.read_into(n / 2 * 8, high)
+            .and_then(|()| ro.read_into(0, low))
             .map_err(|e| format!("failed: read by offset: {e}"))?;
-        let bad = half
-            .iter()
-            .enumerate()
-            .filter(|&(i, &w)| w != pattern(n / 2 + i, LATER_SALT))
-            .count()
-            + wrong(&ro.as_slice::<u64>()[..n / 2], LATER_SALT);
+        let bad = wrong(&words, LATER_SALT);
         say(format!(
             "read_only_words {}",
             if bad == 0 {
@@ -487,7 +488,9 @@ mod linux {
         let frozen =
             Block::import_read_only(share, Pin::BestEffort).map_err(refused("import frozen"))?;
         say(format!("frozen {}", frozen.is_frozen() && ro.is_frozen()))?;
-        let bad = wrong(frozen.as_slice(), LATER_SALT);
+        let bad = frozen
+            .as_slice()
+            .map_or(usize::MAX, |words| wrong(words, LATER_SALT));
         say(format!(
             "frozen_words {}",
             if bad == 0 {

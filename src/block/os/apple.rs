@@ -13,7 +13,8 @@
 //!    when this step ends, whatever its outcome (they are [`Cf`] values);
 //! 3. claim the surface's `IOSurfaceID` in the registry of live Blocks (a second Block over
 //!    the same surface would alias its bytes), then `IOSurfaceLock(options 0)`: the CPU
-//!    lock is held for the Block's whole life;
+//!    lock is held for the Block's whole life, unless the Block gives it up
+//!    (`unlock_cpu`, for a hand-off to the Neural Engine: `block/apple/cpu_lock.rs`);
 //! 4. check what IOSurface made: `IOSurfaceGetAllocSize` at least the size asked for and a
 //!    whole number of run-time pages, `IOSurfaceGetBaseAddress` non-NULL and page aligned;
 //! 5. pin per [`Pin`]: `mlock` the mapped range (see below);
@@ -23,8 +24,8 @@
 //! A surface looked up from a mach port takes steps 3 to 5; instead of 6, pages that are
 //! not wired are faulted in by reading one byte of each.
 //!
-//! Drop: `munlock` (if wired), `IOSurfaceUnlock(options 0)`, `CFRelease` of the surface,
-//! then the id goes back to the registry. The memory itself lives on while anyone else
+//! Drop: `munlock` (if wired), `IOSurfaceUnlock(options 0)` (if the lock is held),
+//! `CFRelease` of the surface, then the id goes back to the registry. The memory itself lives on while anyone else
 //! (another process, a mach port, Metal, the ANE) holds the surface.
 //!
 //! # What "pinned" means here
@@ -214,6 +215,32 @@ impl Mapping {
         self.shape
     }
 
+    /// Whether this Block holds the surface's CPU lock now.
+    pub(crate) fn is_cpu_locked(&self) -> bool {
+        self.hold.locked
+    }
+
+    /// Takes the CPU lock (options 0) if it is not held. The caller holds `&mut` to the
+    /// Block: no view of the bytes is alive across the change.
+    pub(crate) fn lock_cpu(&mut self) -> Result<(), MemError> {
+        self.hold.lock()
+    }
+
+    /// Gives the CPU lock back (options 0, as taken) if it is held.
+    pub(crate) fn unlock_cpu(&mut self) -> Result<(), MemError> {
+        if self.hold.locked {
+            self.hold
+                .surface
+                .unlock(LOCK_READ_WRITE)
+                .map_err(|code| MemError::Kern {
+                    call: "IOSurfaceUnlock",
+                    code,
+                })?;
+            self.hold.locked = false;
+        }
+        Ok(())
+    }
+
     /// A new send right to the surface, owned by the caller.
     pub(crate) fn mach_port(&self) -> Result<u32, MemError> {
         self.hold
@@ -260,14 +287,22 @@ impl Hold {
             surface,
             ticket,
         };
-        hold.surface
-            .lock(LOCK_READ_WRITE)
-            .map_err(|code| MemError::Kern {
-                call: "IOSurfaceLock",
-                code,
-            })?;
-        hold.locked = true;
+        hold.lock()?;
         Ok(hold)
+    }
+
+    /// Takes the CPU lock, read-write (options 0), unless it is held already.
+    fn lock(&mut self) -> Result<(), MemError> {
+        if !self.locked {
+            self.surface
+                .lock(LOCK_READ_WRITE)
+                .map_err(|code| MemError::Kern {
+                    call: "IOSurfaceLock",
+                    code,
+                })?;
+            self.locked = true;
+        }
+        Ok(())
     }
 }
 

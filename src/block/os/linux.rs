@@ -23,9 +23,10 @@
 //! mapping registered with its access (refused with `AlreadyMapped` where it would alias a
 //! mapping this process already has), `PROT_READ` for a read-only import, and populated
 //! with `MADV_POPULATE_READ` (read or write import alike). The owner populated every page,
-//! so populating an import only builds this process's page tables; it still splits over
-//! threads for large Blocks, because that work is per page too.
-//! No headroom check: an import allocates no new memory.
+//! so populating an import only builds this process's page tables (the share's checks proved
+//! that the file holds every page, `share/message.rs`); it still splits over threads for
+//! large Blocks, because that work is per page too. The headroom check of step 1 is made by
+//! `share/import.rs`, and only for files a holder can still punch holes in.
 //!
 //! Freeze (`seal_read_only`, `seal_write`, called by `share/freeze.rs`): `F_SEAL_FUTURE_WRITE`;
 //! the mapping replaced in place by a `PROT_READ` one of the same file at the same address
@@ -41,6 +42,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::block::id::Ticket;
 use crate::block::share::mapped::{Inode, Mapped};
@@ -79,6 +81,9 @@ pub(crate) struct Mapping {
     /// `freeze`'s `MAP_FIXED` replacement failed with this errno: the range may be a hole
     /// that another mapping can take, so it is never touched again (`len` is 0).
     lost: Option<i32>,
+    /// The file was seen carrying `F_SEAL_WRITE`. Seals are never removed, so once set this
+    /// stays true and `is_frozen` asks the kernel no more.
+    frozen: AtomicBool,
     fd: OwnedFd,
     /// This mapping's entry in the registry of files this process maps (`mapped.rs`):
     /// removed after the mapping is gone (fields drop after `Drop::drop`), before the id.
@@ -108,10 +113,10 @@ impl Mapping {
     }
 
     /// Maps and pins a memfd received from another process. The caller (`share/message.rs`) has
-    /// checked that it is a regular file of exactly `len` bytes, sealed against shrinking and
-    /// growing (and against new writable mappings when `access` is `ReadOnly` and the share
-    /// was read-only), so no holder of it can make this mapping fault; `inode` is its
-    /// identity from the same `fstat`. Refused with `AlreadyMapped` if this process maps
+    /// checked that it is sealed against shrinking and growing (and against new writable
+    /// mappings when `access` is `ReadOnly` and the share was read-only), so no holder of it
+    /// can make this mapping fault, that it is a regular file of exactly `len` bytes, open
+    /// for `access`, holding every page; `inode` is its identity from the same `fstat`. Refused with `AlreadyMapped` if this process maps
     /// the file already in a way the new mapping would alias (`mapped.rs`).
     pub(crate) fn import(
         fd: OwnedFd,
@@ -162,6 +167,7 @@ impl Mapping {
             may_write,
             repin: false,
             lost: None,
+            frozen: AtomicBool::new(false),
             fd,
             mapped,
             ticket,
@@ -293,16 +299,30 @@ impl Mapping {
             return Err(lost(errno));
         }
         match ffi::add_seals(self.fd.as_fd(), libc::F_SEAL_WRITE) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.frozen.store(true, Ordering::Relaxed);
+                Ok(())
+            }
             Err(libc::EBUSY) => Err(MemError::FreezeBusy { id, size: self.len }),
             Err(errno) => Err(os("fcntl(F_ADD_SEALS, F_SEAL_WRITE)")(errno)),
         }
     }
 
-    /// Whether the file carries `F_SEAL_WRITE`: no process can change its bytes, ever.
+    /// Whether the file carries `F_SEAL_WRITE`: no process can change its bytes, ever. Asks
+    /// the kernel (one `fcntl`) until the answer is yes, then remembers it.
     pub(crate) fn is_frozen(&self) -> bool {
-        self.lost.is_none()
-            && ffi::get_seals(self.fd.as_fd()).is_ok_and(|seals| seals & libc::F_SEAL_WRITE != 0)
+        if self.lost.is_some() {
+            return false;
+        }
+        if self.frozen.load(Ordering::Relaxed) {
+            return true;
+        }
+        let sealed =
+            ffi::get_seals(self.fd.as_fd()).is_ok_and(|seals| seals & libc::F_SEAL_WRITE != 0);
+        if sealed {
+            self.frozen.store(true, Ordering::Relaxed);
+        }
+        sealed
     }
 }
 

@@ -40,13 +40,16 @@
 //! |---|---|---|---|
 //! | 1 (`EPERM`: `F_SEAL_SEAL`; `EINVAL`: Linux < 5.1) | unchanged | unchanged | nothing can freeze it |
 //! | 2 (`mmap`) | sealed against new writers | possibly a hole: never touched again (size 0, no views, never unmapped) | drop it |
-//! | 3 (`mlock`) | sealed against new writers | `PROT_READ`, not pinned | freeze again: it locks, then seals |
+//! | 3 (`mlock`) | sealed against new writers | `PROT_READ`, not pinned | freeze again in place: it locks, then seals |
 //! | 4 (`EBUSY`) | sealed against new writers | `PROT_READ`, pinned as before | let the writers unmap (or unregister), freeze again |
 //!
-//! [`Block::freeze`] consumes the Block, so on an error it is dropped here (the file and
-//! every peer's mapping stay as the table says); [`Block::into_read_only`] followed by
-//! [`ReadOnlyBlock::freeze`] keeps the read-only Block across a refusal, and so does
-//! [`Tape::freeze`](crate::Tape::freeze), which works in place.
+//! "Freeze again" means again on the same value, in place: [`ReadOnlyBlock::freeze`] and
+//! [`Tape::freeze`](crate::Tape::freeze) take `&mut self` and keep their Block on every
+//! error. [`Block::freeze`] and [`Block::into_read_only`] consume the Block, so an error in
+//! steps 1 to 3 drops it here (the file and every peer's mapping stay as the table says);
+//! only a refusal at step 4 leaves a value to freeze again: the [`ReadOnlyBlock`] that
+//! [`Block::into_read_only`] returned. To keep the bytes mapped across every refusal,
+//! including a refused relock (step 3), freeze a Tape over the Block, in place.
 //!
 //! # References
 //!
@@ -84,7 +87,7 @@ impl Block {
     /// assert_eq!(weights.access(), Access::ReadOnly);
     ///
     /// let (here, there) = UnixStream::pair().unwrap();
-    /// weights.share(Access::ReadOnly)?.send(&here)?;
+    /// weights.share()?.send(&here)?;
     /// // In the worker process:
     /// let peer = Block::import_read_only(Share::recv(&there)?, Pin::BestEffort)?;
     /// assert!(peer.is_frozen());
@@ -106,9 +109,10 @@ impl Block {
     ///   before Linux 5.1) and for the `mmap` that replaces the mapping.
     ///
     /// On an error the Block is dropped; the file is left as the module documentation's
-    /// table says. To keep the bytes mapped across a refusal, call
+    /// table says. To keep the bytes mapped across a `FreezeBusy`, call
     /// [`into_read_only`](Block::into_read_only), then [`ReadOnlyBlock::freeze`], which can
-    /// be repeated.
+    /// be repeated; to keep them across every refusal (a refused relock included), freeze a
+    /// [`Tape`](crate::Tape) over the Block in place.
     pub fn freeze(self) -> Result<ReadOnlyBlock, MemError> {
         let mut block = self.into_read_only()?;
         block.freeze()?;
@@ -131,16 +135,22 @@ impl Block {
     /// let mut block = block.into_read_only()?;
     /// assert_eq!(block.access(), Access::ReadOnly);
     /// // Not frozen yet: a peer process that maps it writable may still write, and
-    /// // `freeze` is `FreezeBusy` until it lets go (then call it again).
+    /// // `freeze` is `FreezeBusy` until it lets go (then call it again). Views wait too.
     /// assert!(!block.is_frozen());
+    /// assert!(matches!(block.as_bytes(), Err(MemError::NotFrozen { .. })));
     /// block.freeze()?;
     /// assert!(block.is_frozen());
+    /// assert_eq!(block.as_bytes()?.len(), 4096);
     /// # Ok::<(), MemError>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`freeze`](Block::freeze), but never `FreezeBusy`.
+    /// As [`freeze`](Block::freeze), but never `FreezeBusy`. On an error the Block is
+    /// dropped (it was consumed), the file left as the module documentation's table says:
+    /// after a refused relock (`LockRefused`, step 3) the file is sealed against new
+    /// writers and nothing of this process maps it. To be able to retry a refused relock,
+    /// freeze a [`Tape`](crate::Tape) over the Block instead, which works in place.
     pub fn into_read_only(self) -> Result<ReadOnlyBlock, MemError> {
         self.refuse_kept_registration()?;
         let mut extent = self.into_extent();
@@ -176,7 +186,8 @@ impl Extent {
     ///
     /// A share carries the fact: an importer asks its [`ReadOnlyBlock`]. Always `false` for
     /// a [`Block`], whose mapping is writable (the kernel refuses the seal while it exists).
-    /// One `fcntl(F_GET_SEALS)`; `false` if it fails.
+    /// One `fcntl(F_GET_SEALS)` until the answer is yes, which is then remembered (the seal
+    /// is permanent); `false` if the call fails.
     pub fn is_frozen(&self) -> bool {
         self.map.is_frozen()
     }

@@ -17,33 +17,52 @@
 //!
 //! # Why it is safe to map what arrives
 //!
-//! A mapping of a file faults with `SIGBUS` if any holder of the file shrinks it, and a
-//! read-only peer must never write. Both are properties of the file, not of the header, so
-//! the importer checks the file itself (`Share::check`) before it maps anything:
+//! A mapping of a file faults with `SIGBUS` if any holder of the file shrinks it, a
+//! read-only peer must never write, and an importer must never allocate what the owner did
+//! not. All three are properties of the file, not of the header, so the importer checks the
+//! file itself (`Share::check`) before it maps anything, in this order:
 //!
-//! - `fstat`: a regular file whose size is exactly the header's;
-//! - `F_GET_SEALS`: the file supports seals (only memfds and other shmem/hugetlbfs files
-//!   do; anything else is `ShareNotMemfd`), and `F_SEAL_SHRINK | F_SEAL_GROW` are set, so no
-//!   holder can ever resize it; a read-only share also needs `F_SEAL_FUTURE_WRITE` (or
-//!   `F_SEAL_WRITE`), so no holder can map it writable or `write()` to it.
+//! 1. `F_GET_SEALS` **first**: the file supports seals (only memfds and other shmem or
+//!    hugetlbfs files do; anything else is `ShareNotMemfd`), and `F_SEAL_SHRINK |
+//!    F_SEAL_GROW` are set, so no holder can ever resize it; a read-only share also needs
+//!    `F_SEAL_FUTURE_WRITE` (or `F_SEAL_WRITE`). Seals can only be added, never removed:
+//!    from here on the size is final.
+//! 2. `fstat`: a regular file whose size is exactly the header's. Read after the seals, so
+//!    the size it reads cannot change any more. (Read before them, as an earlier version
+//!    did, a sender could shrink an unsealed file between the `fstat` and the seal check,
+//!    then seal it: the checks passed and the import mapped more than the file held.)
+//! 3. `F_GETFL`: the descriptor allows the access the mapping needs.
+//! 4. Without a write seal (a holder may punch holes, and populating a hole allocates), the
+//!    size must fit in `MemAvailable` and the cgroup's room, as for `Block::open`.
+//! 5. The pages: `st_blocks` (from the same `fstat`) covers the size, and
+//!    `lseek(SEEK_HOLE)` finds no hole below it (`ShareSparse`). A sparse file costs its
+//!    sender nothing, and populating it here would allocate every page, charged to this
+//!    process: a sealed 1 TiB memfd that was only `ftruncate`d is an OOM kill. Each test
+//!    alone can be fooled where the other cannot: pages allocated past the end of the file
+//!    (`fallocate(FALLOC_FL_KEEP_SIZE)` before `F_SEAL_GROW`) count in `st_blocks`, and
+//!    hugetlbfs reports no holes to `SEEK_HOLE`; shmem's `SEEK_HOLE` is exact (it also
+//!    counts a page that was `fallocate`d but never touched as a hole, which refuses such a
+//!    file, conservatively).
 //!
-//! Seals can only be added, never removed, so what the check saw stays true for the life of
-//! the file. A holder that reopens `/proc/self/fd/N` read-write gets the same inode and the
-//! same seals.
+//! A holder that reopens `/proc/self/fd/N` read-write gets the same inode and the same
+//! seals. What the check cannot see is the future: a read-write holder may punch holes
+//! after it (`specs/share.md`, "What the page check guarantees").
 //!
 //! # Read-only sharing is per inode
 //!
-//! `share(Access::ReadOnly)` adds `F_SEAL_FUTURE_WRITE` to the memfd. The seal refuses new
+//! `share()` (read-only) adds `F_SEAL_FUTURE_WRITE` to the memfd. The seal refuses new
 //! writable mappings and `write()` from then on, for every process, while mappings that were
 //! already writable (the owner's) stay writable. Because it belongs to the file, it is
 //! permanent: once a Block has been shared read-only, no process can ever be given it
-//! writable, and a later `share(Access::ReadWrite)` fails with `NotWritable`.
+//! writable, and a later `share_read_write()` fails with `NotWritable`.
 //!
 //! # References
 //!
-//! unix(7) (`SCM_RIGHTS`), sendmsg(2), recvmsg(2) (`MSG_CMSG_CLOEXEC`, `MSG_CTRUNC`),
-//! cmsg(3), fcntl(2) ("File seals": `F_SEAL_FUTURE_WRITE`, Linux 5.1), fstat(2),
-//! memfd_create(2).
+//! unix(7) (`SCM_RIGHTS`, `SO_PASSCRED`), sendmsg(2), recvmsg(2) (`MSG_CMSG_CLOEXEC`,
+//! `MSG_CTRUNC`), cmsg(3), fcntl(2) ("File seals": `F_SEAL_FUTURE_WRITE`, Linux 5.1;
+//! `F_GETFL`), fstat(2) (`st_blocks`), lseek(2) (`SEEK_HOLE`), memfd_create(2); kernel
+//! `mm/shmem.c` (`shmem_fallocate` refuses to allocate past the end under `F_SEAL_GROW`),
+//! `include/uapi/asm-generic/socket.h` (`SO_PASSPIDFD`, Linux 6.5).
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -53,6 +72,7 @@ use super::mapped::Inode;
 use crate::block::{Access, Extent};
 use crate::error::{MemError, SHARE_HEADER_LEN};
 use crate::ffi::linux as ffi;
+use crate::limits::check_headroom;
 use crate::page::page_size;
 
 /// First bytes of every share header.
@@ -63,9 +83,10 @@ const VERSION: u16 = 1;
 /// A Block made ready for another process: a duplicate of its sealed memfd and a header
 /// (size, [`Access`], the Block's id here). Linux only.
 ///
-/// Made by [`Extent::share`], sent with [`send`](Share::send), received with
-/// [`recv`](Share::recv), and turned into memory by [`Block::import`](crate::Block::import)
-/// (read-write) or [`Block::import_read_only`](crate::Block::import_read_only). A `Share`
+/// Made by [`Extent::share`] (read-only) or [`Extent::share_read_write`], sent with
+/// [`send`](Share::send), received with [`recv`](Share::recv), and turned into memory by
+/// [`Block::import_read_only`](crate::Block::import_read_only) or, for a read-write share,
+/// [`Block::import`](crate::Block::import). A `Share`
 /// owns its descriptor: dropping it closes it, and the Block's pages live on as long as any
 /// process holds the file (a descriptor or a mapping), whichever of them lets go last.
 ///
@@ -84,10 +105,11 @@ const VERSION: u16 = 1;
 ///
 /// // In real use the other end of the socket is another process.
 /// let (here, there) = UnixStream::pair().unwrap();
-/// owner.share(Access::ReadOnly)?.send(&here)?;
+/// owner.share()?.send(&here)?;
 ///
 /// let peer = Block::import_read_only(Share::recv(&there)?, Pin::BestEffort)?;
-/// assert_eq!(peer.as_slice::<u32>()[0], 42);
+/// assert_eq!(peer.access(), Access::ReadOnly);
+/// assert_eq!(peer.as_slice::<u32>()?[0], 42);
 /// assert_eq!(peer.read::<u32>(0, 1)?, &[42]);
 /// # Ok::<(), unimem::MemError>(())
 /// ```
@@ -167,21 +189,24 @@ impl Header {
 }
 
 impl Extent {
-    /// Makes this Block ready to be sent to another process with the given access. Linux
-    /// only.
+    /// Makes this Block ready to be sent to another process, read-only. Linux only.
     ///
-    /// `Access::ReadOnly` first seals the memfd with `F_SEAL_FUTURE_WRITE`: from then on no
-    /// process can map it writable or `write()` to it, while this process's own mapping stays
-    /// writable. The seal belongs to the file, for good: after one read-only share, every
-    /// later `share(Access::ReadWrite)` fails, in this process and in any other. Sharing
-    /// read-only again is fine.
+    /// First seals the memfd with `F_SEAL_FUTURE_WRITE` (unless a write seal is there):
+    /// from then on no process can map it writable, `write()` to it or punch holes in it,
+    /// while this process's own mapping stays writable. The seal belongs to the file, for
+    /// good: after one read-only share, [`share_read_write`](Extent::share_read_write)
+    /// fails, in this process and in any other. Sharing read-only again is fine.
+    ///
+    /// The receiver maps the pages `PROT_READ` ([`Block::import_read_only`]) and can view
+    /// them as `&[T]` only once the Block is frozen ([`Block::freeze`]); before that it
+    /// copies them out ([`ReadOnlyBlock::read_into`]), because this process may still write.
     ///
     /// The share holds a duplicate descriptor; the Block may be dropped before the share is
     /// sent or imported, and the pages live on until the last holder lets go. The share is
     /// meant for another process: imported in this one while this Block lives, it would be
     /// a second Block over the same bytes, and is refused
-    /// ([`AlreadyMapped`](MemError::AlreadyMapped)), except a read-only import once this
-    /// Block is read-only ([`Block::freeze`](crate::Block::freeze)).
+    /// ([`AlreadyMapped`](MemError::AlreadyMapped)), except once this Block is read-only
+    /// ([`Block::freeze`]).
     ///
     /// # Examples
     ///
@@ -189,14 +214,13 @@ impl Extent {
     /// use unimem::{Access, Block, MemError, Pin};
     ///
     /// let block = Block::builder(4096).pin(Pin::BestEffort).open()?;
-    /// let writable = block.share(Access::ReadWrite)?;
-    /// assert_eq!((writable.size(), writable.access()), (4096, Access::ReadWrite));
-    ///
-    /// let read_only = block.share(Access::ReadOnly)?;
-    /// assert_eq!(read_only.source_id(), block.id());
+    /// let share = block.share()?;
+    /// assert_eq!((share.size(), share.access()), (4096, Access::ReadOnly));
+    /// assert_eq!(share.source_id(), block.id());
     /// // The write seal is per file and permanent:
+    /// // SAFETY: the error path is taken; nothing is shared read-write.
     /// assert!(matches!(
-    ///     block.share(Access::ReadWrite),
+    ///     unsafe { block.share_read_write() },
     ///     Err(MemError::NotWritable { sealed: true, .. })
     /// ));
     /// # Ok::<(), MemError>(())
@@ -204,12 +228,50 @@ impl Extent {
     ///
     /// # Errors
     ///
-    /// - [`NotWritable`](MemError::NotWritable) for `Access::ReadWrite` on a Block that was
-    ///   shared read-only before (`sealed: true`) or that this process imported read-only;
-    /// - [`Os`](MemError::Os) if sealing (`fcntl(F_ADD_SEALS)`: `EINVAL` before Linux 5.1,
-    ///   `EPERM` if a holder added `F_SEAL_SEAL`), reading the seals, or duplicating the
-    ///   descriptor (`EMFILE`) fails.
-    pub fn share(&self, access: Access) -> Result<Share, MemError> {
+    /// [`Os`](MemError::Os) if sealing (`fcntl(F_ADD_SEALS)`: `EINVAL` before Linux 5.1,
+    /// `EPERM` if a holder added `F_SEAL_SEAL`), reading the seals, or duplicating the
+    /// descriptor (`EMFILE`) fails.
+    ///
+    /// [`Block::import_read_only`]: crate::Block::import_read_only
+    /// [`Block::freeze`]: crate::Block::freeze
+    /// [`ReadOnlyBlock::read_into`]: crate::ReadOnlyBlock::read_into
+    pub fn share(&self) -> Result<Share, MemError> {
+        self.share_with(Access::ReadOnly)
+    }
+
+    /// Makes this Block ready to be sent to another process **read-write**: the receiver
+    /// ([`Block::import`]) maps the same pages writable. Linux only.
+    ///
+    /// # Safety
+    ///
+    /// Every process that gets write access through this share (its importer, and whoever
+    /// it passes the file on to) must keep to a protocol under which this process's views
+    /// stay sound: while this process holds a view of a range (a [`Block`] view, a Tape
+    /// take, a Grid cell), no other process writes that range, and while it holds a
+    /// mutable view, no other process reads it either. The usual protocol hands ranges
+    /// over by offset: a process writes only what it owns, then sends the offset and stops
+    /// using it (`specs/share.md`, "Soundness across processes"). Rust cannot check what
+    /// another process does, and a process that breaks the protocol is a data race in this
+    /// one: give read-write shares only to processes trusted to keep it. The safe way to
+    /// share is read-only ([`share`](Extent::share)), frozen.
+    ///
+    /// A read-write peer can also punch holes in the file (the resize seals do not forbid
+    /// it); see `specs/share.md`, "Trust".
+    ///
+    /// # Errors
+    ///
+    /// [`NotWritable`](MemError::NotWritable) if the Block was shared read-only or frozen
+    /// before (`sealed: true`) or this process imported it read-only (`sealed: false`);
+    /// [`Os`](MemError::Os) as for [`share`](Extent::share).
+    ///
+    /// [`Block::import`]: crate::Block::import
+    /// [`Block`]: crate::Block
+    pub unsafe fn share_read_write(&self) -> Result<Share, MemError> {
+        self.share_with(Access::ReadWrite)
+    }
+
+    /// Seals as `access` needs, then duplicates the descriptor into a `Share`.
+    fn share_with(&self, access: Access) -> Result<Share, MemError> {
         let fd = self.fd();
         let seals = ffi::get_seals(fd).map_err(os("fcntl(F_GET_SEALS)"))?;
         let write_sealed = seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) != 0;
@@ -285,7 +347,11 @@ impl Share {
 
     /// Receives one share from `socket`: waits for one message, takes its descriptor
     /// (closed on exec, `MSG_CMSG_CLOEXEC`) and checks the header. The file itself is checked
-    /// by the import ([`Block::import`](crate::Block::import)).
+    /// by the import ([`Block::import_read_only`](crate::Block::import_read_only)).
+    ///
+    /// Works on a socket with `SO_PASSCRED` or `SO_PASSPIDFD` set (a server authenticating
+    /// its peer): the control room holds the credentials, the pidfd and the descriptor, and
+    /// the pidfd, like every descriptor that is not the share's, is closed.
     ///
     /// On every error each descriptor that arrived is closed. After an error other than
     /// `Os`, the stream's framing is unknown: close the socket.
@@ -308,6 +374,7 @@ impl Share {
                 received => break received.map_err(os("recvmsg"))?,
             }
         };
+        // Descriptors of other control messages (a pidfd) are closed already.
         let ffi::Received {
             bytes: len,
             fds,
@@ -327,19 +394,18 @@ impl Share {
         Ok(Share { fd, header })
     }
 
-    /// Checks the file against the header before it is mapped with `map` access: a regular
-    /// file that supports seals, sealed against resizing (and against writing for a read-only
-    /// share, or for a read-write import), of exactly the header's size. Returns its
-    /// identity, for the registry of files this process maps (`mapped.rs`).
+    /// Checks the file against the header before it is mapped with `map` access, in the
+    /// order of the module docs: seals first (after them the size is final), then a regular
+    /// file of exactly the header's size, a descriptor open for the access, room for it
+    /// where a holder could still punch holes, and every page held. Returns the file's
+    /// identity (for the registry of files this process maps, `mapped.rs`).
     pub(super) fn check(&self, map: Access) -> Result<Inode, MemError> {
         let fd = self.fd.as_fd();
-        let stat = ffi::fstat(fd).map_err(os("fstat"))?;
-        if !stat.is_regular() {
-            return Err(MemError::ShareNotMemfd { mode: stat.mode });
-        }
         let seals = match ffi::get_seals(fd) {
             Ok(seals) => seals,
-            Err(libc::EINVAL) => return Err(MemError::ShareNotMemfd { mode: stat.mode }),
+            // EINVAL: not a file that supports seals (pipe, socket, device, directory,
+            // a file on a disk); EBADF: an O_PATH descriptor, which allows neither.
+            Err(libc::EINVAL | libc::EBADF) => return Err(not_memfd(fd)),
             Err(errno) => return Err(os("fcntl(F_GET_SEALS)")(errno)),
         };
         let write_seals = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
@@ -353,17 +419,53 @@ impl Share {
                 missing: missing as u32,
             });
         }
-        if map == Access::ReadWrite && seals & write_seals != 0 {
+        let write_sealed = seals & write_seals != 0;
+        if map == Access::ReadWrite && write_sealed {
             return Err(MemError::NotWritable {
                 id: self.header.source,
                 sealed: true,
             });
         }
+        // SHRINK and GROW are set: the size read now is the file's size for good.
+        let stat = ffi::fstat(fd).map_err(os("fstat"))?;
+        if !stat.is_regular() {
+            return Err(MemError::ShareNotMemfd { mode: stat.mode });
+        }
+        let size = self.header.size as u64;
         let found = u64::try_from(stat.size).unwrap_or(0);
-        if found != self.header.size as u64 {
+        if found != size {
             return Err(MemError::ShareSize {
                 expected: self.header.size,
                 found,
+            });
+        }
+        let flags = ffi::get_fl(fd).map_err(os("fcntl(F_GETFL)"))?;
+        let (readable, writable) = match flags & libc::O_ACCMODE {
+            libc::O_RDWR => (true, true),
+            libc::O_RDONLY => (true, false),
+            libc::O_WRONLY => (false, true),
+            _ => (false, false),
+        };
+        if !readable || (map == Access::ReadWrite && !writable) {
+            return Err(MemError::ShareOpenMode {
+                readable,
+                writable,
+                requested: map,
+            });
+        }
+        if !write_sealed {
+            // A holder may still punch holes: the worst this import can be made to allocate
+            // is its whole size (`import.rs`, "Why the headroom check depends on the write
+            // seal"). Checked before the pages, as `open` checks before anything.
+            check_headroom(self.header.size)?;
+        }
+        let allocated = u64::try_from(stat.blocks).unwrap_or(0).saturating_mul(512);
+        let hole = ffi::first_hole(fd).map_err(os("lseek(SEEK_HOLE)"))?;
+        if allocated < size || hole < size {
+            return Err(MemError::ShareSparse {
+                size: self.header.size,
+                allocated,
+                hole: (hole < size).then_some(hole),
             });
         }
         Ok(Inode {
@@ -396,6 +498,14 @@ impl fmt::Debug for Share {
             .field("fd", &self.fd)
             .finish()
     }
+}
+
+/// `ShareNotMemfd` for a descriptor that does not take seals, with its file type
+/// (`fstat` works on every descriptor, `O_PATH` ones included; 0 if even that fails).
+#[cold]
+fn not_memfd(fd: std::os::fd::BorrowedFd<'_>) -> MemError {
+    let mode = ffi::fstat(fd).map_or(0, |stat| stat.mode);
+    MemError::ShareNotMemfd { mode }
 }
 
 /// A message with `received` descriptors instead of one (all closed by the caller's drop).
