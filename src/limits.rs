@@ -182,10 +182,8 @@ mod os {
 
         /// A cgroup tree of files under a fresh directory: `(path, contents)` pairs.
         fn tree(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-            let root = std::env::temp_dir().join(format!(
-                "unimem-cgroup-{name}-{}",
-                std::process::id()
-            ));
+            let root =
+                std::env::temp_dir().join(format!("unimem-cgroup-{name}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&root);
             for (path, contents) in files {
                 let file = root.join(path);

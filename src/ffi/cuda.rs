@@ -162,7 +162,9 @@ impl Api {
         #[cfg(feature = "fault-injection")]
         if let Some(code) = super::fault::hit("dlopen") {
             return Err(LoadError::Library {
-                reason: format!("{LIBRARY}: cannot open shared object file (injected fault {code})"),
+                reason: format!(
+                    "{LIBRARY}: cannot open shared object file (injected fault {code})"
+                ),
             });
         }
         // SAFETY: `name` is NUL terminated; loading the NVIDIA driver library runs only its
