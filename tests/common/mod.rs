@@ -15,10 +15,16 @@ pub(crate) fn is_child(test: &str) -> bool {
 /// Runs the test named `test` alone in a new process of this test binary and returns its
 /// output once it has exited (it is reaped before this returns).
 pub(crate) fn run_child(test: &str) -> Output {
+    run_child_with(test, &[])
+}
+
+/// [`run_child`] with variables added to the child's environment.
+pub(crate) fn run_child_with(test: &str, env: &[(&str, String)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     Command::new(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, test)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("spawn child test process")
 }
