@@ -392,6 +392,7 @@ impl Surface {
 
     /// `IOSurfaceGetBytesPerRow`.
     pub(crate) fn bytes_per_row(&self) -> usize {
+        fault_value!("IOSurfaceGetBytesPerRow", usize);
         // SAFETY: a getter on a live surface.
         unsafe { IOSurfaceGetBytesPerRow(self.as_ptr()) }
     }
