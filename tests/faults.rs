@@ -579,10 +579,8 @@ fn freeze_f_seal_seal_refuses_the_first_seal() {
         let mut tape = tape(MIB);
         let fd = tape.block().as_raw_fd();
         // SAFETY: fcntl on a descriptor the Tape keeps open; adding a seal changes no bytes.
-        assert_eq!(
-            unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SEAL) },
-            0
-        );
+        let sealed = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SEAL) };
+        assert_eq!(sealed, 0);
         let err = os("fcntl(F_ADD_SEALS, F_SEAL_FUTURE_WRITE)", libc::EPERM);
         assert_eq!(tape.block().share(Access::ReadOnly).unwrap_err(), err);
         assert_eq!(tape.freeze().unwrap_err(), err);

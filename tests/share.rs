@@ -225,10 +225,8 @@ fn closed_socket_is_share_closed() {
 /// `main`, which would hide a send without `MSG_NOSIGNAL`. Only ever called in a child.
 fn default_sigpipe() {
     // SAFETY: resetting a signal's disposition to SIG_DFL installs no handler.
-    assert_ne!(
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) },
-        libc::SIG_ERR
-    );
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert_ne!(previous, libc::SIG_ERR);
 }
 
 #[test]
