@@ -585,16 +585,41 @@ fn the_fake_driver_moves_bytes_through_a_registered_block() {
         |driver| {
             let block = block(MIB);
             let registered = block.register_cuda(&driver, 0).unwrap();
-            let at = registered.device_ptr_at(4096).unwrap();
-            // SAFETY: 64 KiB of the registered Block, which no reference views during the call.
-            unsafe { registered.context().memset_d32(at, 0x0101_0101, 16 << 10) }.unwrap();
-            drop(registered);
-            assert!(
-                block.as_bytes()[4096..4096 + (64 << 10)]
-                    .iter()
-                    .all(|&b| b == 1)
+            assert_eq!(registered.size(), MIB);
+            assert_eq!(registered.device().ordinal(), 0);
+            assert!(!registered.is_read_only());
+            assert_eq!(registered.extent().id(), block.id());
+            assert_eq!(
+                registered.device_ptr_of(block.address().wrapping_add(8)),
+                Some(registered.device_ptr() + 8)
             );
-            assert!(block.as_bytes()[..4096].iter().all(|&b| b == 0));
+            assert_eq!(registered.device_ptr_at(MIB), None);
+            assert!(format!("{registered:?}").contains("CudaBlock"));
+            let at = registered.device_ptr_at(4096).unwrap();
+            let context = registered.context();
+            // SAFETY: 64 KiB of the registered Block and 4 KiB of device memory, which no
+            // reference views during the calls.
+            unsafe {
+                context.memset_d32(at, 0x0101_0101, 16 << 10).unwrap();
+                let scratch = context.alloc(4096).unwrap();
+                assert_eq!(scratch.size(), 4096);
+                context.memset_d8(scratch.device_ptr(), 2, 4096).unwrap();
+                context.copy(at, scratch.device_ptr(), 16).unwrap();
+            }
+            context.synchronize().unwrap();
+            // CUDA's own pinned host memory, the baseline a Block is measured against.
+            let host = context.alloc_host(4096).unwrap();
+            assert_eq!(
+                (host.size(), host.device_ptr()),
+                (4096, host.as_ptr() as u64)
+            );
+            drop(host);
+            drop(registered);
+            assert_eq!(driver_holds(), (0, 0, 0));
+            let bytes = block.as_bytes();
+            assert!(bytes[4096..4096 + 16].iter().all(|&b| b == 2));
+            assert!(bytes[4096 + 16..4096 + (64 << 10)].iter().all(|&b| b == 1));
+            assert!(bytes[..4096].iter().all(|&b| b == 0));
         },
     );
 }
