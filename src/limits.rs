@@ -56,6 +56,7 @@ mod os {
     use super::Limits;
     use crate::error::{MemError, MemoryLimit};
     use std::fs;
+    use std::path::Path;
 
     pub(super) fn read() -> Limits {
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -117,6 +118,13 @@ mod os {
     /// The tightest `limit - usage` over this process's cgroup and its ancestors.
     fn cgroup_free() -> Option<u64> {
         let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
+        cgroup_free_in(&membership, Path::new("/sys/fs/cgroup"))
+    }
+
+    /// [`cgroup_free`] for a membership list in the format of `/proc/self/cgroup` and the
+    /// cgroup filesystems mounted at `mount` (v2 at `mount`, v1's memory controller at
+    /// `mount/memory`): the unit tests give it trees of their own.
+    fn cgroup_free_in(membership: &str, mount: &Path) -> Option<u64> {
         let mut tightest: Option<u64> = None;
         for line in membership.lines() {
             // "hierarchy-id:controllers:path": v2 is "0::/path", v1 names "memory".
@@ -127,17 +135,17 @@ mod os {
                 continue;
             };
             let (root, max_file, usage_file) = if id == "0" && controllers.is_empty() {
-                ("/sys/fs/cgroup", "memory.max", "memory.current")
+                (mount.to_path_buf(), "memory.max", "memory.current")
             } else if controllers.split(',').any(|c| c == "memory") {
                 (
-                    "/sys/fs/cgroup/memory",
+                    mount.join("memory"),
                     "memory.limit_in_bytes",
                     "memory.usage_in_bytes",
                 )
             } else {
                 continue;
             };
-            let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+            let mut dir = root.join(path.trim_start_matches('/'));
             loop {
                 let max = read_u64(&dir.join(max_file));
                 let usage = read_u64(&dir.join(usage_file));
@@ -145,7 +153,7 @@ mod os {
                     let free = max.saturating_sub(usage);
                     tightest = Some(tightest.map_or(free, |t| t.min(free)));
                 }
-                if dir == std::path::Path::new(root) || !dir.pop() || !dir.starts_with(root) {
+                if dir == root || !dir.pop() || !dir.starts_with(&root) {
                     break;
                 }
             }
@@ -170,6 +178,73 @@ mod os {
             assert_eq!(kib_field(status, "VmLck:"), Some(2 << 20));
             assert_eq!(cap_effective(status), Some(0x1ff_ffff_ffff));
             assert_eq!(kib_field(status, "VmRSS:"), None);
+        }
+
+        /// A cgroup tree of files under a fresh directory: `(path, contents)` pairs.
+        fn tree(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+            let root =
+                std::env::temp_dir().join(format!("unimem-cgroup-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            for (path, contents) in files {
+                let file = root.join(path);
+                fs::create_dir_all(file.parent().unwrap()).unwrap();
+                fs::write(file, contents).unwrap();
+            }
+            root
+        }
+
+        const MIB: u64 = 1 << 20;
+
+        #[test]
+        fn cgroup_v2_takes_the_tightest_ancestor() {
+            let mount = tree(
+                "v2",
+                &[
+                    // The root cgroup has no memory.max: skipped.
+                    ("memory.current", "999999999"),
+                    ("a/memory.max", &(1024 * MIB).to_string()),
+                    ("a/memory.current", &(256 * MIB).to_string()),
+                    ("a/b/memory.max", "max"),
+                    ("a/b/memory.current", &(100 * MIB).to_string()),
+                    ("a/b/c/memory.max", &(900 * MIB).to_string()),
+                    ("a/b/c/memory.current", &(100 * MIB).to_string()),
+                ],
+            );
+            // c has 800 MiB of room, a only 768 MiB: the ancestor wins.
+            assert_eq!(cgroup_free_in("0::/a/b/c\n", &mount), Some(768 * MIB));
+            // Over its limit: no room, not a wrapped-around huge number.
+            fs::write(mount.join("a/b/c/memory.current"), (950 * MIB).to_string()).unwrap();
+            assert_eq!(cgroup_free_in("0::/a/b/c\n", &mount), Some(0));
+            // No limit anywhere on the way up.
+            assert_eq!(cgroup_free_in("0::/a/b\n", &mount), Some(768 * MIB));
+            assert_eq!(cgroup_free_in("0::/\n", &mount), None);
+            fs::remove_dir_all(&mount).unwrap();
+        }
+
+        #[test]
+        fn cgroup_v1_reads_the_memory_controller_only() {
+            let mount = tree(
+                "v1",
+                &[
+                    // "Unlimited" on v1 is a huge page-rounded number: no limit.
+                    ("memory/memory.limit_in_bytes", "9223372036854771712"),
+                    ("memory/memory.usage_in_bytes", "5000000000"),
+                    ("memory/job/memory.limit_in_bytes", &(64 * MIB).to_string()),
+                    ("memory/job/memory.usage_in_bytes", &(16 * MIB).to_string()),
+                    ("cpu/job/memory.limit_in_bytes", "1"),
+                    ("cpu/job/memory.usage_in_bytes", "0"),
+                ],
+            );
+            let membership = "12:cpu,cpuacct:/job\n4:memory:/job\n1:name=systemd:/\n";
+            assert_eq!(cgroup_free_in(membership, &mount), Some(48 * MIB));
+            // Controllers listed together are still found.
+            assert_eq!(
+                cgroup_free_in("4:blkio,memory:/job\n", &mount),
+                Some(48 * MIB)
+            );
+            // Lines that are not memory cgroups, or not lines at all, are skipped.
+            assert_eq!(cgroup_free_in("12:cpu:/job\ngarbage\n", &mount), None);
+            fs::remove_dir_all(&mount).unwrap();
         }
 
         #[test]

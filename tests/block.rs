@@ -78,18 +78,18 @@ fn seals_forbid_resizing() {
     let block = Block::open(2 * page_size()).unwrap();
     let fd = block.as_raw_fd();
     // SAFETY: fcntl/ftruncate on a descriptor the Block keeps open for this scope.
-    let (seals, shrink, grow, errno) = unsafe {
+    let (seals, shrink, shrink_errno, grow, grow_errno) = unsafe {
         let seals = libc::fcntl(fd, libc::F_GET_SEALS);
         let shrink = libc::ftruncate(fd, 0);
-        let shrink_errno = std::io::Error::last_os_error().raw_os_error();
+        let shrink_errno = common::errno();
         let grow = libc::ftruncate(fd, 1 << 30);
-        (seals, shrink, grow, shrink_errno)
+        (seals, shrink, shrink_errno, grow, common::errno())
     };
     assert!(seals >= 0);
     assert_ne!(seals & libc::F_SEAL_SHRINK, 0, "SHRINK seal missing");
     assert_ne!(seals & libc::F_SEAL_GROW, 0, "GROW seal missing");
     assert_eq!((shrink, grow), (-1, -1));
-    assert_eq!(errno, Some(libc::EPERM));
+    assert_eq!((shrink_errno, grow_errno), (libc::EPERM, libc::EPERM));
     assert_eq!(block.size(), 2 * page_size());
 }
 
@@ -201,8 +201,10 @@ fn best_effort_runs_unpinned_when_refused() {
 #[test]
 fn oversize_is_refused_before_touching_memory() {
     if is_child("oversize_is_refused_before_touching_memory") {
-        let headroom = Limits::read().headroom().expect("MemAvailable readable");
-        let asked = (headroom as usize).saturating_add(1 << 30);
+        // Above MemAvailable, which is checked first: always that limit (the cgroup's is
+        // `cgroup_limit_is_refused_before_touching_memory`).
+        let available = Limits::read().mem_available.expect("MemAvailable readable");
+        let asked = (available as usize).saturating_add(1 << 30);
         let rss = common::status_bytes("VmRSS:");
         let fds = common::open_fds();
         let err = Block::open(asked).unwrap_err();
@@ -214,10 +216,7 @@ fn oversize_is_refused_before_touching_memory() {
             } => {
                 assert!(requested >= asked);
                 assert!(available < requested as u64);
-                assert!(matches!(
-                    limit,
-                    MemoryLimit::MemAvailable | MemoryLimit::Cgroup
-                ));
+                assert_eq!(limit, MemoryLimit::MemAvailable);
             }
             other => panic!("expected OutOfMemory, got {other:?}"),
         }
@@ -243,4 +242,85 @@ fn blocks_work_across_threads() {
     });
     let moved = std::thread::spawn(move || block.size()).join().unwrap();
     assert_eq!(moved, MIB);
+}
+
+/// This process's memory cgroup directory and its files' names (limit, member list), v1
+/// (the `memory` controller) or v2, or why there is none to use.
+fn memory_cgroup() -> Result<(std::path::PathBuf, &'static str), String> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            return Ok((
+                std::path::Path::new("/sys/fs/cgroup/memory").join(path),
+                "memory.limit_in_bytes",
+            ));
+        }
+        if id == "0" && controllers.is_empty() {
+            let dir = std::path::Path::new("/sys/fs/cgroup").join(path);
+            let enabled =
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            if enabled.split_whitespace().any(|c| c == "memory") {
+                return Ok((dir, "memory.max"));
+            }
+        }
+    }
+    Err("no memory cgroup this process can make a child of (v1 memory controller, or v2 with memory in cgroup.subtree_control)".into())
+}
+
+#[test]
+fn cgroup_limit_is_refused_before_touching_memory() {
+    // A real cgroup: a child of this process's memory cgroup with a 64 MiB limit, which the
+    // child test process moves itself into (and out of again); the parent removes it.
+    let test = "cgroup_limit_is_refused_before_touching_memory";
+    if is_child(test) {
+        let name = std::env::var("UNIMEM_CGROUP").unwrap();
+        let (parent, limit_file) = memory_cgroup().unwrap();
+        let dir = parent.join(&name);
+        std::fs::write(dir.join(limit_file), (64 * MIB).to_string()).unwrap();
+        let me = std::process::id().to_string();
+        std::fs::write(dir.join("cgroup.procs"), &me).unwrap();
+        let free = Limits::read()
+            .cgroup_free
+            .expect("the cgroup limit is read");
+        assert!(free <= 64 * MIB as u64, "{free}");
+        let before = common::Census::take();
+        let err = Block::open(128 * MIB).unwrap_err();
+        std::fs::write(parent.join("cgroup.procs"), &me).unwrap();
+        match err {
+            MemError::OutOfMemory {
+                requested,
+                available,
+                limit,
+            } => {
+                assert_eq!((requested, limit), (128 * MIB, MemoryLimit::Cgroup));
+                assert!(available <= 64 * MIB as u64);
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+        assert!(err.to_string().contains("cgroup"), "{err}");
+        before.unchanged("a refused open");
+        return;
+    }
+    if !common::root_or_skip(test, "only root can make a cgroup") {
+        return;
+    }
+    let name = format!("unimem-test-{}", std::process::id());
+    let dir = match memory_cgroup() {
+        Ok((parent, _)) => parent.join(&name),
+        Err(why) => return common::skip(test, "CGROUP", &why),
+    };
+    if let Err(err) = std::fs::create_dir(&dir) {
+        return common::skip(test, "CGROUP", &format!("mkdir {}: {err}", dir.display()));
+    }
+    let out = common::run_child_with(test, &[("UNIMEM_CGROUP", name)]);
+    // The child has exited (and left the cgroup): it can go.
+    let removed = std::fs::remove_dir(&dir);
+    common::assert_passed(test, &out);
+    removed.unwrap();
 }

@@ -78,6 +78,10 @@ fn no_write_route(fd: RawFd, address: *mut u8, size: usize, what: &str) {
             -1,
             "{what}: MADV_REMOVE"
         );
+        // madvise(2): EINVAL for a range that "includes locked ... pages" (the frozen
+        // mappings here are pinned), checked before the EACCES of a range that "is not a
+        // shared writable mapping".
+        assert_eq!(errno(), libc::EINVAL, "{what}: MADV_REMOVE");
         // /proc/self/mem (what ptrace POKEDATA uses: forced writes) and process_vm_writev.
         let mem = libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         assert!(mem >= 0, "open /proc/self/mem: errno {}", errno());
@@ -92,6 +96,8 @@ fn no_write_route(fd: RawFd, address: *mut u8, size: usize, what: &str) {
             -1,
             "{what}: /proc/self/mem"
         );
+        // A forced write (FOLL_FORCE) that the kernel refuses moves no byte: EIO (mem_rw).
+        assert_eq!(errno(), libc::EIO, "{what}: /proc/self/mem");
         let local = libc::iovec {
             iov_base: byte.as_ptr().cast_mut().cast(),
             iov_len: 1,

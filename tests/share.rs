@@ -256,17 +256,80 @@ fn closed_socket_is_share_closed() {
     assert_eq!(Share::recv(&there).unwrap_err(), MemError::ShareClosed);
 }
 
+/// Puts SIGPIPE back to its default action, killing the process: Rust ignores it before
+/// `main`, which would hide a send without `MSG_NOSIGNAL`. Only ever called in a child.
+fn default_sigpipe() {
+    // SAFETY: resetting a signal's disposition to SIG_DFL installs no handler.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert_ne!(previous, libc::SIG_ERR);
+}
+
 #[test]
 fn sending_to_a_closed_peer_is_epipe() {
-    let block = owner(page_size(), 11);
+    // In a child where SIGPIPE kills: a send that raised it would end the child, not
+    // return EPIPE.
+    common::in_child("sending_to_a_closed_peer_is_epipe", || {
+        default_sigpipe();
+        let block = owner(page_size(), 11);
+        let share = common::share_read_write(&block).unwrap();
+        let (here, there) = UnixStream::pair().unwrap();
+        drop(there);
+        assert_eq!(
+            share.send(&here).unwrap_err(),
+            MemError::Os {
+                call: "sendmsg",
+                errno: libc::EPIPE
+            }
+        );
+    });
+}
+
+#[test]
+fn a_send_without_msg_nosignal_dies_of_sigpipe() {
+    // The control of `sending_to_a_closed_peer_is_epipe`: in the same setting, a plain
+    // send(2) to a closed peer kills the child with SIGPIPE.
+    let test = "a_send_without_msg_nosignal_dies_of_sigpipe";
+    if is_child(test) {
+        default_sigpipe();
+        let (here, there) = UnixStream::pair().unwrap();
+        drop(there);
+        // SAFETY: send reads one byte of a live local.
+        unsafe { libc::send(here.as_raw_fd(), [1u8].as_ptr().cast(), 1, 0) };
+        return;
+    }
+    let out = common::run_child(test);
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
+
+#[test]
+fn non_blocking_sockets_say_eagain() {
+    let block = owner(page_size(), 12);
     let share = common::share_read_write(&block).unwrap();
     let (here, there) = UnixStream::pair().unwrap();
-    drop(there);
+    here.set_nonblocking(true).unwrap();
+    there.set_nonblocking(true).unwrap();
+    // Nothing to read.
+    assert_eq!(
+        Share::recv(&there).unwrap_err(),
+        MemError::Os {
+            call: "recvmsg",
+            errno: libc::EAGAIN
+        }
+    );
+    // A full buffer: filled with plain bytes first.
+    let chunk = [0u8; 4096];
+    loop {
+        match std::io::Write::write(&mut &here, &chunk) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
     assert_eq!(
         share.send(&here).unwrap_err(),
         MemError::Os {
             call: "sendmsg",
-            errno: libc::EPIPE
+            errno: libc::EAGAIN
         }
     );
 }
@@ -1226,43 +1289,33 @@ fn garbage_is_refused_and_closed() {
 
 #[test]
 fn another_user_imports_what_it_is_sent_and_nothing_else() {
-    if is_child("another_user_imports_what_it_is_sent_and_nothing_else") {
+    let test = "another_user_imports_what_it_is_sent_and_nothing_else";
+    if is_child(test) {
         let socket = parent_socket();
-        let was_root = std::env::var("UNIMEM_OWNER_ROOT").is_ok_and(|v| v == "1");
         // 1 MiB of lockable memory as uid 65534: enough to pin the 256 KiB import.
         common::drop_privileges(MIB as u64);
         // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        if was_root {
-            assert_eq!(uid, 65534);
-        }
+        assert_eq!(unsafe { libc::geteuid() }, 65534);
         let block = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::Required).unwrap();
         assert!(block.is_pinned());
         assert!(holds(&words(&block), 31));
         // Nothing else: the owner's descriptors are out of reach.
         let owner = std::env::var("UNIMEM_OWNER_FD").unwrap();
-        let opened = std::fs::File::open(&owner);
-        if was_root {
-            let err = opened.expect_err("another user opened the owner's memfd through /proc");
-            assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{owner}: {err}");
-        }
+        let err = std::fs::File::open(&owner)
+            .expect_err("another user opened the owner's memfd through /proc");
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{owner}: {err}");
         ack(&socket);
         return;
     }
+    if !common::root_or_skip(test, "the peer cannot become another user") {
+        return;
+    }
     let block = owner(256 << 10, 31);
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let env = [
-        (
-            "UNIMEM_OWNER_FD",
-            format!("/proc/{}/fd/{}", std::process::id(), block.as_raw_fd()),
-        ),
-        ("UNIMEM_OWNER_ROOT", if root { "1" } else { "0" }.to_owned()),
-    ];
-    let mut peer = Peer::spawn(
-        "another_user_imports_what_it_is_sent_and_nothing_else",
-        &env,
-    );
+    let env = [(
+        "UNIMEM_OWNER_FD",
+        format!("/proc/{}/fd/{}", std::process::id(), block.as_raw_fd()),
+    )];
+    let mut peer = Peer::spawn(test, &env);
     peer.send_share(&block, Access::ReadOnly);
     peer.wait_ack();
     peer.assert_passes();

@@ -58,6 +58,16 @@ impl Ticket {
     }
 }
 
+/// How many ids are live: the fault-injection tests' check that an error path gave its id
+/// back (`fault::live_ids`).
+#[cfg(feature = "fault-injection")]
+pub(crate) fn live() -> usize {
+    IDS.lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .live
+        .len()
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut ids = IDS.lock().unwrap_or_else(|poison| poison.into_inner());

@@ -43,12 +43,25 @@
 )]
 mod os;
 
+// The portable backend compiled on Linux as well, for its unit tests: its refusals
+// (`PinUnsupported`, `AllocFailed`) happen only on targets without a native backend, outside
+// Miri, where no CI job runs.
+#[cfg(all(test, target_os = "linux", not(miri)))]
+#[path = "os/heap.rs"]
+#[allow(dead_code)]
+mod heap_backend;
+
 #[cfg(all(target_os = "macos", not(miri)))]
 mod apple;
 mod id;
 // The registry of mapped files is plain Rust, compiled for unit tests everywhere (Miri too).
 #[cfg(any(all(target_os = "linux", not(miri)), test))]
 mod share;
+
+#[cfg(feature = "fault-injection")]
+pub(crate) use id::live as live_ids;
+#[cfg(all(feature = "fault-injection", target_os = "linux", not(miri)))]
+pub(crate) use share::mapped::registered as mapped_files;
 
 #[cfg(all(target_os = "macos", not(miri)))]
 pub use crate::ffi::apple::IOSurfaceRef;

@@ -107,7 +107,7 @@ impl Extent {
     ///
     /// The borrow makes the wrong order impossible:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0505
     /// use unimem::Block;
     /// use unimem::cuda::Driver;
     ///

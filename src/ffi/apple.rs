@@ -169,6 +169,33 @@ unsafe extern "C" {
 // ---------------------------------------------------------------------------------------
 // CoreFoundation objects
 
+/// As `fault!` (`ffi/mod.rs`), for a wrapper that reports failure as `None`: CoreFoundation
+/// and IOSurface constructors return NULL, with no code.
+macro_rules! fault_none {
+    ($call:literal) => {
+        #[cfg(feature = "fault-injection")]
+        {
+            if crate::ffi::fault::hit($call).is_some() {
+                return None;
+            }
+        }
+    };
+}
+
+/// As `fault!`, for a getter that cannot fail: an injected code is returned as the value
+/// (`as $ty`), so a test can make IOSurface report what it never has on the test machine
+/// (an allocation smaller than asked, an address off a page boundary).
+macro_rules! fault_value {
+    ($call:literal, $ty:ty) => {
+        #[cfg(feature = "fault-injection")]
+        {
+            if let Some(code) = crate::ffi::fault::hit($call) {
+                return code as $ty;
+            }
+        }
+    };
+}
+
 /// One reference to a CoreFoundation object this crate created (the Create Rule: +1),
 /// released exactly once when dropped.
 pub(crate) struct Cf(NonNull<c_void>);
@@ -195,6 +222,7 @@ impl Drop for Cf {
 /// `CFNumberCreate(NULL, kCFNumberSInt64Type, &value)`: a new CFNumber (+1), or `None` if
 /// CoreFoundation could not allocate one.
 pub(crate) fn number(value: i64) -> Option<Cf> {
+    fault_none!("CFNumberCreate");
     // SAFETY: the value pointer is a live i64, as kCFNumberSInt64Type says; CFNumberCreate
     // copies it and returns +1 or NULL.
     Cf::take(unsafe { CFNumberCreate(ptr::null(), kCFNumberSInt64Type, (&raw const value).cast()) })
@@ -205,6 +233,7 @@ pub(crate) fn number(value: i64) -> Option<Cf> {
 /// caller still owns (and later releases) the numbers it passed. `None` if CoreFoundation
 /// could not allocate it.
 pub(crate) fn dictionary(entries: &[(Key, &Cf)]) -> Option<Cf> {
+    fault_none!("CFDictionaryCreate");
     let keys: Vec<*const c_void> = entries.iter().map(|(key, _)| key.get()).collect();
     let values: Vec<*const c_void> = entries.iter().map(|(_, value)| value.as_ptr()).collect();
     // SAFETY:
@@ -280,6 +309,7 @@ pub(crate) struct Surface(NonNull<c_void>);
 impl Surface {
     /// `IOSurfaceCreate(properties)`: a new surface, or `None` if IOSurface refused.
     pub(crate) fn create(properties: &Cf) -> Option<Surface> {
+        fault_none!("IOSurfaceCreate");
         // SAFETY: `properties` is a live immutable CFDictionary; IOSurfaceCreate reads it
         // (it does not keep or release our reference) and returns +1 or NULL.
         NonNull::new(unsafe { IOSurfaceCreate(properties.as_ptr()) }).map(Surface)
@@ -288,6 +318,7 @@ impl Surface {
     /// `IOSurfaceLookupFromMachPort(port)`: the surface the send right names, or `None`.
     /// The port is not consumed.
     pub(crate) fn lookup_from_mach_port(port: mach_port_t) -> Option<Surface> {
+        fault_none!("IOSurfaceLookupFromMachPort");
         // SAFETY: any port name may be passed; one that names no surface gives NULL. The
         // result is +1 or NULL, and the port right is left as it was.
         NonNull::new(unsafe { IOSurfaceLookupFromMachPort(port) }).map(Surface)
@@ -300,6 +331,7 @@ impl Surface {
 
     /// `IOSurfaceLock(surface, options, NULL)`.
     pub(crate) fn lock(&self, options: IOSurfaceLockOptions) -> Result<(), kern_return_t> {
+        fault!("IOSurfaceLock");
         // SAFETY: `self` holds a live surface; a NULL seed pointer is allowed (_Nullable).
         match unsafe { IOSurfaceLock(self.as_ptr(), options, ptr::null_mut()) } {
             KERN_SUCCESS => Ok(()),
@@ -309,6 +341,7 @@ impl Surface {
 
     /// `IOSurfaceUnlock(surface, options, NULL)`; `options` must be those of the lock.
     pub(crate) fn unlock(&self, options: IOSurfaceLockOptions) -> Result<(), kern_return_t> {
+        fault!("IOSurfaceUnlock");
         // SAFETY: as for `lock`.
         match unsafe { IOSurfaceUnlock(self.as_ptr(), options, ptr::null_mut()) } {
             KERN_SUCCESS => Ok(()),
@@ -316,14 +349,21 @@ impl Surface {
         }
     }
 
-    /// `IOSurfaceGetBaseAddress`: the first byte of the mapping in this process.
+    /// `IOSurfaceGetBaseAddress`: the first byte of the mapping in this process. (An
+    /// injected value is an address without provenance, which the backend refuses before
+    /// any use: tests inject 0 or an address off a page boundary, nothing else.)
     pub(crate) fn base_address(&self) -> *mut u8 {
+        #[cfg(feature = "fault-injection")]
+        if let Some(code) = crate::ffi::fault::hit("IOSurfaceGetBaseAddress") {
+            return ptr::without_provenance_mut(code as usize);
+        }
         // SAFETY: a getter on a live surface.
         unsafe { IOSurfaceGetBaseAddress(self.as_ptr()) }.cast()
     }
 
     /// `IOSurfaceGetAllocSize`: bytes allocated, which may exceed what was asked for.
     pub(crate) fn alloc_size(&self) -> usize {
+        fault_value!("IOSurfaceGetAllocSize", usize);
         // SAFETY: a getter on a live surface.
         unsafe { IOSurfaceGetAllocSize(self.as_ptr()) }
     }
@@ -354,6 +394,7 @@ impl Surface {
 
     /// `IOSurfaceGetBytesPerRow`.
     pub(crate) fn bytes_per_row(&self) -> usize {
+        fault_value!("IOSurfaceGetBytesPerRow", usize);
         // SAFETY: a getter on a live surface.
         unsafe { IOSurfaceGetBytesPerRow(self.as_ptr()) }
     }
@@ -368,6 +409,7 @@ impl Surface {
     /// `None` (`MACH_PORT_NULL` or `MACH_PORT_DEAD`). Each live right holds a reference to
     /// the surface.
     pub(crate) fn create_mach_port(&self) -> Option<mach_port_t> {
+        fault_none!("IOSurfaceCreateMachPort");
         // SAFETY: a live surface; the returned right is the caller's to deallocate.
         match unsafe { IOSurfaceCreateMachPort(self.as_ptr()) } {
             MACH_PORT_NULL | MACH_PORT_DEAD => None,

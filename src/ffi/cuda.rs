@@ -122,6 +122,15 @@ fn dl_error(fallback: &str) -> String {
 
 /// `dlsym(library, name)`, refusing a null address.
 fn symbol(library: NonNull<c_void>, name: &'static str) -> Result<NonNull<c_void>, LoadError> {
+    // The fault hook of this lookup (`fault.rs`): `dlsym` reports no errno, so an injected
+    // failure reads as the symbol missing, as from a driver too old to export it.
+    #[cfg(feature = "fault-injection")]
+    if let Some(code) = super::fault::hit("dlsym") {
+        return Err(LoadError::Symbol {
+            symbol: name,
+            reason: format!("{LIBRARY}: undefined symbol: {name} (injected fault {code})"),
+        });
+    }
     let cname = std::ffi::CString::new(name).map_err(|_| LoadError::Symbol {
         symbol: name,
         reason: "name contains NUL".into(),
@@ -149,6 +158,15 @@ impl Api {
         let name = std::ffi::CString::new(LIBRARY).map_err(|_| LoadError::Library {
             reason: "library name contains NUL".into(),
         })?;
+        // The fault hook of the load (`fault.rs`): as a `dlopen` that found no library.
+        #[cfg(feature = "fault-injection")]
+        if let Some(code) = super::fault::hit("dlopen") {
+            return Err(LoadError::Library {
+                reason: format!(
+                    "{LIBRARY}: cannot open shared object file (injected fault {code})"
+                ),
+            });
+        }
         // SAFETY: `name` is NUL terminated; loading the NVIDIA driver library runs only its
         // own initialisers.
         let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };

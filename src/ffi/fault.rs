@@ -8,6 +8,10 @@
 //! functions) without reaching the OS, so the error paths above it run exactly as they
 //! would on a real refusal.
 //!
+//! [`live_ids`] and [`mapped`] count what a Block holds in this process's own registries
+//! (ids, mapped files), so that a test can check that an error path gave them back; the
+//! descriptors, mappings and locks it checks through `/proc/self`.
+//!
 //! The rules are process-wide (populating threads call `madvise` too): tests that arm
 //! them run in a child process of their own, like every test that changes process state
 //! (this example is a doctest binary of its own, `standalone_crate`).
@@ -95,6 +99,21 @@ pub fn calls(call: &str) -> u64 {
 /// reached).
 pub fn pending() -> bool {
     state().rules.iter().any(|rule| rule.times > 0)
+}
+
+/// How many Block ids are taken now: one per live Block, Tape, import or `ReadOnlyBlock`
+/// of this process. A test compares it before and after an error path: an id that was
+/// not given back would show here.
+pub fn live_ids() -> usize {
+    crate::block::live_ids()
+}
+
+/// How many mappings this process has in its registry of mapped memfds (Linux): one per
+/// live Linux Block or import. A test compares it before and after an error path, as
+/// [`live_ids`].
+#[cfg(all(target_os = "linux", not(miri)))]
+pub fn mapped() -> usize {
+    crate::block::mapped_files()
 }
 
 /// Counts a call of `call` and returns the code to fail it with, if a rule says so.

@@ -2,7 +2,7 @@
 //!
 //! # References
 //!
-//! memfd_create(2), ftruncate(2), fcntl(2) (file seals, `F_GETFL`), mmap(2), munmap(2),
+//! memfd_create(2), ftruncate(2), fcntl(2) (file seals, `F_GETFL`, `F_DUPFD_CLOEXEC`), mmap(2), munmap(2),
 //! mlock(2), madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`, Linux 5.14),
 //! getrlimit(2), fstat(2) (`st_blocks`), lseek(2) (`SEEK_HOLE`, Linux 3.1), sendmsg(2),
 //! recvmsg(2), cmsg(3), unix(7) (`SCM_RIGHTS`, `SCM_CREDENTIALS`), and the kernel uapi
@@ -79,6 +79,20 @@ pub(crate) fn first_hole(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     // SAFETY: lseek only reads its integer arguments; `fd` is open for the borrow.
     let at = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_HOLE) };
     u64::try_from(at).map_err(|_| last_errno())
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)`: a new descriptor for the same open file, closed on
+/// exec (what `try_clone_to_owned` does, here so that it can be failed by a test).
+pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    fault!("fcntl(F_DUPFD_CLOEXEC)");
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument (the lowest number to use); `fd`
+    // is open for the borrow.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// What `fstat` says about a file: the fields the import checks, and its identity.

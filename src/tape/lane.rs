@@ -68,7 +68,7 @@ use crate::error::MemError;
 ///
 /// `Lane` is `Send` (move it to the thread that uses it) but not `Sync`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn shared<T: Sync>(_: &T) {}
 /// let tape = unimem::Tape::start(4096).unwrap();
 /// shared(&tape.lane(1024));

@@ -4,7 +4,8 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib tape::loom` (`.ci/run` sets
 //! `LOOM_MAX_PREEMPTIONS`). The Tapes are over real one-page Blocks; loom checks the
 //! atomics (all from `crate::sync`) and, in `give_back_orders_reuse`, the data race on the
-//! reused bytes through loom's `UnsafeCell`.
+//! reused bytes through loom's `UnsafeCell`, and that a typed take zeroes the bytes another
+//! thread wrote and gave back.
 
 use ::loom::cell::UnsafeCell;
 use ::loom::sync::Arc;
@@ -121,9 +122,13 @@ fn give_back_orders_reuse() {
             Arc::new((0..4).map(|_| UnsafeCell::new(0)).collect());
         let (t, s) = (tape.clone(), slots.clone());
         let a = thread::spawn(move || {
-            let start = t.offset_of(t.take(64, 64).unwrap()).unwrap();
-            // SAFETY: loom's cell stands for the 64 bytes this thread took.
+            let p = t.take(64, 64).unwrap();
+            let start = t.offset_of(p).unwrap();
+            // SAFETY: loom's cell stands for the 64 bytes this thread took; the bytes
+            // themselves are this thread's take, written before they are given back.
             s[start / 64].with_mut(|slot| unsafe { *slot = 1 });
+            // SAFETY: `p..p + 64` is this thread's take, not given back yet.
+            unsafe { p.write_bytes(0xAB, 64) };
             t.give_back(start, start + 64);
             start
         });
@@ -134,8 +139,10 @@ fn give_back_orders_reuse() {
         slots[start / 64].with_mut(|slot| unsafe { *slot = 2 });
         let first = a.join().unwrap();
         if first == start {
-            // Reused: the typed take must have seen the peak raised by the give-back.
+            // Reused: the typed take must have seen the peak raised by the give-back, and
+            // zeroed what the other thread wrote there.
             assert!(seen >= start + 64, "reused bytes below a stale peak {seen}");
+            assert!(xs.iter().all(|&b| b == 0), "re-taken bytes are not zeroed");
         }
     });
 }

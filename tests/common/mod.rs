@@ -15,10 +15,16 @@ pub(crate) fn is_child(test: &str) -> bool {
 /// Runs the test named `test` alone in a new process of this test binary and returns its
 /// output once it has exited (it is reaped before this returns).
 pub(crate) fn run_child(test: &str) -> Output {
+    run_child_with(test, &[])
+}
+
+/// [`run_child`] with variables added to the child's environment.
+pub(crate) fn run_child_with(test: &str, env: &[(&str, String)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     Command::new(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, test)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("spawn child test process")
 }
@@ -213,7 +219,10 @@ pub(crate) fn import(
 }
 
 /// Fails with the child's output unless it exited successfully having run one test.
+/// Skip lines the child printed ([`skip`]) are printed again here: the child's output is
+/// otherwise seen only when it fails.
 pub(crate) fn assert_passed(test: &str, out: &Output) {
+    forward_skips(out);
     assert!(
         out.status.success(),
         "child `{test}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -476,4 +485,99 @@ pub(crate) fn set_socket_flag(socket: &std::os::unix::net::UnixStream, option: l
         "setsockopt({option}): {}",
         std::io::Error::last_os_error()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Skips: said, and refusable
+
+/// The prefix of every skip line: `test NAME: skipped (UNIMEM_REQUIRE_X unset): why`.
+pub(crate) const SKIPPED: &str = ": skipped (UNIMEM_REQUIRE_";
+
+/// A test that cannot run on this machine says so: one line on this process's standard
+/// error, written past the harness's capture so that a plain `cargo test` shows it (and,
+/// from a child, [`assert_passed`] prints it again in the parent). With
+/// `UNIMEM_REQUIRE_{requirement}=1` in the environment the test fails instead: `.ci/run`
+/// and the GPU check require what their machines have.
+///
+/// The caller returns right after (the test passes, having checked nothing more).
+pub(crate) fn skip(test: &str, requirement: &str, why: &str) {
+    use std::io::Write as _;
+    let var = format!("UNIMEM_REQUIRE_{requirement}");
+    assert!(
+        std::env::var(&var).map_or(true, |v| v != "1"),
+        "{test}: {var}=1, but {why}"
+    );
+    let line = format!("test {test}{SKIPPED}{requirement} unset): {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Prints again every skip line of a child's output.
+fn forward_skips(out: &Output) {
+    use std::io::Write as _;
+    for text in [&out.stdout, &out.stderr] {
+        for line in String::from_utf8_lossy(text).lines() {
+            if line.contains(SKIPPED) {
+                let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+            }
+        }
+    }
+}
+
+/// Whether this process runs as root; if not, [`skip`]s `test` (requirement `ROOT`).
+pub(crate) fn root_or_skip(test: &str, why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(test, "ROOT", &format!("not root: {why}"));
+    }
+    root
+}
+
+// ---------------------------------------------------------------------------------------
+// What an error path must give back
+
+/// Everything a Block holds in this process, counted: descriptors, memfd mappings, locked
+/// bytes, and (with fault injection) ids and registrations in unimem's registries. Equal
+/// before and after an error path: nothing leaked.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Census {
+    pub(crate) fds: usize,
+    pub(crate) memfd_maps: usize,
+    pub(crate) locked: u64,
+    pub(crate) ids: usize,
+    pub(crate) mapped: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Census {
+    pub(crate) fn take() -> Census {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        #[cfg(feature = "fault-injection")]
+        let (ids, mapped) = (unimem::fault::live_ids(), unimem::fault::mapped());
+        #[cfg(not(feature = "fault-injection"))]
+        let (ids, mapped) = (0, 0);
+        Census {
+            fds: open_fds(),
+            memfd_maps: maps.lines().filter(|l| l.contains("/memfd:")).count(),
+            locked: status_bytes("VmLck:"),
+            ids,
+            mapped,
+        }
+    }
+
+    /// Fails, naming `what`, unless nothing changed since `self` was taken.
+    pub(crate) fn unchanged(self, what: &str) {
+        assert_eq!(Census::take(), self, "{what}: something leaked");
+    }
+}
+
+/// Runs `body` in a child process of its own (the test binary re-executed with `test`
+/// selected), for tests that change process-wide state: fault rules, limits, uid.
+pub(crate) fn in_child(test: &str, body: impl FnOnce()) {
+    if is_child(test) {
+        body();
+    } else {
+        assert_child_passes(test);
+    }
 }

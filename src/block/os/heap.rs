@@ -71,3 +71,40 @@ impl Drop for Mapping {
         unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_required_is_unsupported_outside_miri() {
+        let required = Mapping::open(crate::page_size(), "heap", Pin::Required);
+        if cfg!(miri) {
+            // Under Miri the policy is accepted so that the same tests run (module docs).
+            assert!(required.is_ok_and(|map| !map.is_pinned()));
+        } else {
+            assert!(matches!(
+                required,
+                Err(MemError::PinUnsupported {
+                    backend: "portable heap"
+                })
+            ));
+        }
+        let best = Mapping::open(crate::page_size(), "heap", Pin::BestEffort).unwrap();
+        assert!(!best.is_pinned());
+        assert_eq!(best.len(), crate::page_size());
+    }
+
+    // Miri reports an allocation this large as resource exhaustion instead of returning
+    // null, so this one runs natively only (on Linux through `block::heap_backend`).
+    #[cfg(not(miri))]
+    #[test]
+    fn an_allocation_the_heap_refuses_is_alloc_failed() {
+        // 4 EiB: a valid layout (below isize::MAX) that no address space can hold.
+        let huge = 1 << 62;
+        assert!(matches!(
+            Mapping::open(huge, "heap", Pin::BestEffort),
+            Err(MemError::AllocFailed { requested }) if requested == huge
+        ));
+    }
+}

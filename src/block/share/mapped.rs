@@ -133,6 +133,18 @@ impl Drop for Mapped {
     }
 }
 
+/// How many mappings are registered, over all files: the fault-injection tests' check that
+/// an error path removed its registration (`fault::mapped`).
+#[cfg(all(feature = "fault-injection", target_os = "linux", not(miri)))]
+pub(crate) fn registered() -> usize {
+    MAPPED
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .values()
+        .map(Vec::len)
+        .sum()
+}
+
 #[cold]
 fn already_mapped(holder: Holder, requested: Access) -> MemError {
     MemError::AlreadyMapped {

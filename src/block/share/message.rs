@@ -287,9 +287,7 @@ impl Extent {
             Access::ReadOnly => ffi::add_seals(fd, libc::F_SEAL_FUTURE_WRITE)
                 .map_err(os("fcntl(F_ADD_SEALS, F_SEAL_FUTURE_WRITE)"))?,
         }
-        let fd = fd
-            .try_clone_to_owned()
-            .map_err(|e| os("fcntl(F_DUPFD_CLOEXEC)")(errno(&e)))?;
+        let fd = ffi::dup_cloexec(fd).map_err(os("fcntl(F_DUPFD_CLOEXEC)"))?;
         Ok(Share {
             fd,
             header: Header {
@@ -533,10 +531,6 @@ fn send_cut_short(sent: usize, socket: &UnixStream, bytes: &[u8]) -> MemError {
         call: "sendmsg (header cut short)",
         errno: libc::EMSGSIZE,
     }
-}
-
-fn errno(err: &std::io::Error) -> i32 {
-    err.raw_os_error().unwrap_or(libc::EIO)
 }
 
 fn os(call: &'static str) -> impl Fn(i32) -> MemError {
