@@ -132,7 +132,11 @@ impl<'a> Transfer<'a> {
     /// returns the same error).
     pub fn poll(&mut self) -> Result<bool, MemError> {
         self.remote.inner.api.progress(self.remote.inner.worker);
-        self.sweep();
+        self.sweep(false);
+        if self.requests.len() == 1 || self.failure.is_some() {
+            // The flush (the last request) completes after every operation: look at all.
+            self.sweep(true);
+        }
         if self.failure.is_some() && !self.requests.is_empty() {
             // An operation failed: end the others (they would wait on a dead peer).
             self.abort();
@@ -175,23 +179,37 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// Frees every completed request, noting the first failure.
-    fn sweep(&mut self) {
+    /// Frees completed requests, noting the first failure. Operations on one endpoint
+    /// complete mostly in order, so it checks from the oldest and stops at the first still
+    /// in progress: O(completed) per call, not O(batch), unless `all`.
+    fn sweep(&mut self, all: bool) {
         let api = self.remote.inner.api;
         let mut failed = None;
-        self.requests.retain(|&request| {
+        let mut kept = 0;
+        let mut index = 0;
+        while index < self.requests.len() {
+            let request = self.requests[index];
             // SAFETY: every request in the list is live (freed only here, once completed).
             let status = unsafe { api.request_status(request) };
             if status == ucx::INPROGRESS {
-                return true;
+                if !all {
+                    break;
+                }
+                self.requests[kept] = request;
+                kept += 1;
+            } else {
+                // SAFETY: completed and never used again.
+                unsafe { api.request_free(request) };
+                if status != ucx::OK && failed.is_none() {
+                    failed = Some(status);
+                }
             }
-            // SAFETY: completed and never used again.
-            unsafe { api.request_free(request) };
-            if status != ucx::OK && failed.is_none() {
-                failed = Some(status);
-            }
-            false
-        });
+            index += 1;
+        }
+        // Keep what was not looked at, after what was kept.
+        self.requests.copy_within(index.., kept);
+        let len = kept + (self.requests.len() - index);
+        self.requests.truncate(len);
         if let Some(status) = failed {
             self.fail("ucp_request_check_status", status);
         }
@@ -203,7 +221,7 @@ impl<'a> Transfer<'a> {
         while !self.requests.is_empty() {
             self.remote.inner.api.progress(self.remote.inner.worker);
             let failure = self.failure.take();
-            self.sweep();
+            self.sweep(true);
             // Keep the first failure, not the cancellations the close caused.
             if failure.is_some() {
                 self.failure = failure;
