@@ -4,7 +4,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid`.
+// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid` (and the
+// driver-owning modules of the `cuda` and `remote` features).
 
 #[allow(unsafe_code)]
 mod block;
@@ -19,6 +20,9 @@ mod layout;
 mod limits;
 mod padded;
 mod page;
+#[cfg(all(feature = "ucx", unix, not(miri)))]
+#[allow(unsafe_code)]
+pub mod remote;
 mod sync;
 #[allow(unsafe_code)]
 mod tape;

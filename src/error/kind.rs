@@ -60,8 +60,11 @@ pub enum ErrorKind {
     /// The peer closed its end (or died) before the exchange completed.
     Disconnected,
     /// This machine or platform lacks the capability: no CUDA driver or device support,
-    /// no pinning on this backend.
+    /// no pinning on this backend, no UCX (or one too old).
     Unsupported,
+    /// The operation did not complete in the time allowed: the other side may be slow or
+    /// gone. Retry later, or drop the peer.
+    TimedOut,
     /// The operating system or a driver failed a call for a reason of its own (the
     /// variant carries the call and its code).
     Os,
@@ -81,6 +84,7 @@ impl ErrorKind {
             ErrorKind::RefusedPeer => "refused peer",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::TimedOut => "timed out",
             ErrorKind::Os => "os error",
         }
     }
@@ -97,6 +101,7 @@ impl ErrorKind {
             ErrorKind::RefusedPeer => io::ErrorKind::InvalidData,
             ErrorKind::Disconnected => io::ErrorKind::UnexpectedEof,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Os => io::ErrorKind::Other,
         }
     }
@@ -137,7 +142,10 @@ impl MemError {
             | MemError::ReadMisaligned { .. }
             | MemError::BadSurfaceShape { .. }
             | MemError::ModelZero { .. }
-            | MemError::ModelOverflow { .. } => K::InvalidInput,
+            | MemError::ModelOverflow { .. }
+            | MemError::RemoteCellOutOfRange { .. }
+            | MemError::CellSizeMismatch { .. }
+            | MemError::TransferMismatch { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,
@@ -160,13 +168,18 @@ impl MemError {
             | MemError::ShareSize { .. }
             | MemError::ShareSparse { .. }
             | MemError::ShareOpenMode { .. }
-            | MemError::SurfaceLookupFailed { .. } => K::RefusedPeer,
-            MemError::ShareClosed => K::Disconnected,
+            | MemError::SurfaceLookupFailed { .. }
+            | MemError::RemoteRefused { .. } => K::RefusedPeer,
+            MemError::ShareClosed | MemError::PeerLost { .. } => K::Disconnected,
+            MemError::TransferTimedOut { .. } => K::TimedOut,
             MemError::PinUnsupported { .. }
             | MemError::CudaDriverMissing { .. }
             | MemError::CudaSymbolMissing { .. }
             | MemError::CudaInitFailed { .. }
-            | MemError::CudaUnsupported { .. } => K::Unsupported,
+            | MemError::CudaUnsupported { .. }
+            | MemError::UcxMissing { .. }
+            | MemError::UcxSymbolMissing { .. }
+            | MemError::UcxVersion { .. } => K::Unsupported,
             MemError::Os { .. }
             | MemError::Cuda { .. }
             | MemError::Kern { .. }
@@ -175,7 +188,8 @@ impl MemError {
             | MemError::SurfaceSizeUnaligned { .. }
             | MemError::SurfaceAddress { .. }
             | MemError::SurfaceRowPitch { .. }
-            | MemError::MachPortFailed { .. } => K::Os,
+            | MemError::MachPortFailed { .. }
+            | MemError::Ucx { .. } => K::Os,
         }
     }
 }
@@ -243,6 +257,7 @@ mod tests {
             ErrorKind::RefusedPeer,
             ErrorKind::Disconnected,
             ErrorKind::Unsupported,
+            ErrorKind::TimedOut,
             ErrorKind::Os,
         ];
         let mut names: Vec<_> = all.iter().map(|k| k.to_string()).collect();

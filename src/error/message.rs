@@ -554,6 +554,74 @@ impl fmt::Display for MemError {
                  hold (isize::MAX, about 2^63): check the model description for a wrong unit \
                  or an extra factor"
             ),
+            MemError::UcxMissing {
+                library,
+                ref reason,
+            } => write!(
+                f,
+                "UCX is not available: {library} could not be loaded ({reason}). Install UCX \
+                 1.13 or later (Debian and Ubuntu: `apt-get install libucx0`), or point \
+                 LD_LIBRARY_PATH at its libraries; no UCX is needed to build"
+            ),
+            MemError::UcxSymbolMissing {
+                library,
+                symbol,
+                ref reason,
+            } => write!(
+                f,
+                "{library} lacks {symbol} ({reason}): install UCX 1.13 or later"
+            ),
+            MemError::UcxVersion {
+                major,
+                minor,
+                min_major,
+                min_minor,
+            } => write!(
+                f,
+                "UCX {major}.{minor} is installed; unimem needs UCX {min_major}.{min_minor} or \
+                 a later {min_major}.x"
+            ),
+            MemError::Ucx { call, status, name } => write!(
+                f,
+                "{call} failed with UCX status {status} ({name}); UCX_LOG_LEVEL=debug shows \
+                 why, UCX_TLS chooses the transports"
+            ),
+            MemError::RemoteRefused { len, reason } => write!(
+                f,
+                "refused a peer's Grid description of {len} bytes: {reason}. Nothing of it \
+                 was used; check that both sides use the same Secret, unimem and UCX"
+            ),
+            MemError::RemoteCellOutOfRange { index, cells } => write!(
+                f,
+                "remote cell {index} does not exist: the peer exported {cells} cells \
+                 (0..{cells}); nothing was moved"
+            ),
+            MemError::CellSizeMismatch { local, remote } => write!(
+                f,
+                "cells of {local} bytes here and {remote} bytes at the peer: a transfer moves \
+                 one cell into one cell of the same size; nothing was moved"
+            ),
+            MemError::TransferMismatch { cells, indices } => write!(
+                f,
+                "a transfer of {cells} local cells was given {indices} remote indices: give \
+                 one index per cell; nothing was moved"
+            ),
+            MemError::PeerLost { status, name } => write!(
+                f,
+                "the peer is gone (UCX status {status}: {name}): its process ended, the \
+                 connection was reset, or an earlier failure closed the endpoint. Import its \
+                 description again once it is back"
+            ),
+            MemError::TransferTimedOut {
+                pending,
+                cells,
+                waited_ms,
+            } => write!(
+                f,
+                "a transfer of {cells} cells had {pending} operations still in flight after \
+                 {waited_ms} ms: it was aborted and the endpoint closed. The peer may be slow, \
+                 not serving (over TCP it must call Engine::progress), or gone; import again"
+            ),
         }
     }
 }

@@ -493,6 +493,91 @@ pub enum MemError {
         /// The size needed, as a power of two: about `2^log2` bytes.
         log2: u32,
     },
+    /// The UCX library could not be loaded (feature `ucx`): not installed, or a platform
+    /// where unimem does not load it.
+    UcxMissing {
+        /// The library asked for (`libucp.so.0`).
+        library: &'static str,
+        /// Why: `dlerror()`'s text.
+        reason: String,
+    },
+    /// The UCX library lacks a function unimem needs.
+    UcxSymbolMissing {
+        /// The library that was loaded.
+        library: &'static str,
+        /// The missing function, e.g. `"ucp_put_nbx"`.
+        symbol: &'static str,
+        /// `dlerror()`'s text.
+        reason: String,
+    },
+    /// The UCX library is older than unimem supports (`ucp_get_version`).
+    UcxVersion {
+        /// Its major version.
+        major: u32,
+        /// Its minor version.
+        minor: u32,
+        /// The oldest major version supported.
+        min_major: u32,
+        /// The oldest minor version supported (with `min_major`).
+        min_minor: u32,
+    },
+    /// A UCX call failed.
+    Ucx {
+        /// The call, e.g. `"ucp_mem_map"`.
+        call: &'static str,
+        /// Its `ucs_status_t`.
+        status: i32,
+        /// Its name from `ucs_status_string`, e.g. `"No such device"`.
+        name: &'static str,
+    },
+    /// A peer's exported description was refused: wrong authentication tag, bad framing or
+    /// geometry, another UCX version, or a remote key this UCX would not pack for host
+    /// memory. Nothing of it reached UCX, or nothing was kept.
+    RemoteRefused {
+        /// Bytes received.
+        len: usize,
+        /// What is wrong with them.
+        reason: &'static str,
+    },
+    /// A remote cell index at or past the number of cells the peer exported.
+    RemoteCellOutOfRange {
+        /// The index asked for.
+        index: u32,
+        /// The cells the peer exported.
+        cells: usize,
+    },
+    /// A transfer between Grids whose cells differ in size.
+    CellSizeMismatch {
+        /// The local Grid's cell size.
+        local: usize,
+        /// The remote Grid's cell size.
+        remote: usize,
+    },
+    /// A transfer given a different number of cells and remote indices.
+    TransferMismatch {
+        /// Local cells given.
+        cells: usize,
+        /// Remote indices given.
+        indices: usize,
+    },
+    /// The peer of a transfer is gone: its process died, the connection was reset, UCX's
+    /// keepalive timed out, or the endpoint was closed after an earlier failure.
+    PeerLost {
+        /// The `ucs_status_t` UCX reported.
+        status: i32,
+        /// Its name from `ucs_status_string`.
+        name: &'static str,
+    },
+    /// A transfer did not complete in the time allowed; it was aborted (the endpoint
+    /// force-closed).
+    TransferTimedOut {
+        /// Operations still in flight at the deadline.
+        pending: usize,
+        /// Cells in the batch.
+        cells: usize,
+        /// Milliseconds waited.
+        waited_ms: u64,
+    },
 }
 
 /// The limit that refused an [`OutOfMemory`](MemError::OutOfMemory) request.

@@ -116,6 +116,24 @@ pub fn mapped() -> usize {
     crate::block::mapped_files()
 }
 
+/// An error code of a wrapper's own type, made from an injected `i32`: `errno` and
+/// `CUresult` are `i32`, UCX's `ucs_status_t` is one byte.
+pub(crate) trait Code {
+    fn injected(code: i32) -> Self;
+}
+
+impl Code for i32 {
+    fn injected(code: i32) -> i32 {
+        code
+    }
+}
+
+impl Code for i8 {
+    fn injected(code: i32) -> i8 {
+        code.clamp(i8::MIN.into(), i8::MAX.into()) as i8
+    }
+}
+
 /// Counts a call of `call` and returns the code to fail it with, if a rule says so.
 pub(crate) fn hit(call: &'static str) -> Option<i32> {
     let mut state = state();

@@ -14,7 +14,7 @@ macro_rules! fault {
         #[cfg(feature = "fault-injection")]
         {
             if let Some(code) = crate::ffi::fault::hit($call) {
-                return Err(code);
+                return Err(crate::ffi::fault::Code::injected(code));
             }
         }
     };
@@ -40,3 +40,5 @@ pub(crate) mod apple;
 #[cfg_attr(all(target_os = "linux", not(miri)), path = "cuda.rs")]
 #[cfg_attr(not(all(target_os = "linux", not(miri))), path = "cuda_stub.rs")]
 pub(crate) mod cuda;
+#[cfg(all(feature = "ucx", unix, not(miri)))]
+pub(crate) mod ucx;
