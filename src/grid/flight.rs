@@ -32,9 +32,11 @@
 //!   of the entries lent so far tells that this copy did it; the cell is lent once. A copy
 //!   that writes its cells refuses a repeat (`CopyOverlap`): two device sources would race
 //!   for one cell.
-//! - **Orderings.** Lending is `Acquire`; giving back is `Release`, after the copy's
-//!   completion was observed on this thread (the driver makes the device's writes visible
-//!   to it); every later use of the id (`check` and `end`, `Acquire`) then sees the bytes
+//! - **Orderings.** Lending is `Acquire`. Giving back is a `Release` store, made after the
+//!   copy's completion was observed on this thread (the driver makes the device's writes
+//!   visible to it); a plain store, because nothing else writes a lent generation (every
+//!   other writer compare-exchanges from a value without the flag, and fails, and a clear
+//!   skips it). Every later use of the id (`check` and `end`, `Acquire`) then sees the bytes
 //!   the device wrote.
 //! - **Failure.** If anything fails part way, what was lent so far is given back before the
 //!   error returns: nothing stays lent by a failed call.
@@ -143,13 +145,9 @@ impl Grid {
     pub(crate) fn give_back(&self, lent: Lent) {
         for (index, generation, _) in lent.cells {
             if let Some(atomic) = self.list.generation(index) {
-                // Cannot fail: nothing but this `Lent` moves a lent generation.
-                let _ = atomic.compare_exchange(
-                    generation | IN_FLIGHT,
-                    generation,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
+                // A plain store: nothing but this `Lent` writes a lent generation (every
+                // other writer compare-exchanges from a value without the flag, and fails).
+                atomic.store(generation, Ordering::Release);
             }
         }
     }
