@@ -231,6 +231,15 @@ enum Direction {
 /// It borrows the Grid (or the Block) for `'a`: the cells cannot be cleared and the Block
 /// cannot drop while the copy may run. If waiting fails (the device reported an error), the
 /// cells stay lent: unimem cannot tell whether the device still writes them.
+///
+/// ```compile_fail,E0502
+/// fn swap_in(grid: &mut unimem::Grid, stream: &unimem::cuda::Stream<'_>, list: &[(unimem::CellId, u64)]) {
+///     // SAFETY: (the device side would be the caller's to vouch for)
+///     let copy = unsafe { stream.cells_to_device(grid, list) }.unwrap();
+///     grid.clear(); // error: the Grid is borrowed by the copy in flight
+///     drop(copy);
+/// }
+/// ```
 #[must_use = "a copy in flight must be waited for (dropping it waits too)"]
 pub struct InFlight<'a> {
     done: Event<'a>,

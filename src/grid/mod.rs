@@ -507,6 +507,8 @@ impl Grid {
     /// It is a raw pointer because `CellId` is `Copy`: its holders must agree among
     /// themselves who uses the bytes when (as with any shared raw pointer), and write only
     /// initialized bytes (the next owner of the cell may read them through a safe view).
+    /// Nobody may use it while the cell is lent to a device copy (feature `cuda`: from the
+    /// copy's start until it is seen done, the id answers `CellInFlight`).
     /// [`cell_mut`](Grid::cell_mut) and [`claim`](Grid::claim) are the safe ways to the
     /// bytes.
     ///
