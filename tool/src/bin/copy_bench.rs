@@ -10,7 +10,7 @@
 //! - **contiguous**: one copy of the same number of bytes from one range of the Block (one
 //!   `cuMemcpyHtoDAsync_v2` / `DtoH`): the link's limit;
 //! - **batched**: `Stream::cells_to_device` / `cells_to_host` with the default options (one
-//!   `cuMemcpyBatchAsync_v2` call), and spread over 2 and 4 copy engines;
+//!   `cuMemcpyBatchAsync_v2` call), and spread over 2, 4 and 8 copy engines;
 //! - **per cell**: the same call forced to one `cuMemcpy*Async` per cell, nothing merged.
 //!
 //! Each sample is the wall time from queuing to the copy's completion (`InFlight::wait`),
@@ -66,7 +66,7 @@ struct Method {
     options: Option<CopyOptions>,
 }
 
-const METHODS: [Method; 5] = [
+const METHODS: [Method; 6] = [
     Method {
         name: "contiguous (one copy, the link's limit)",
         options: None,
@@ -82,6 +82,10 @@ const METHODS: [Method; 5] = [
     Method {
         name: "batched, 4 engines",
         options: Some(CopyOptions::new().engines(4)),
+    },
+    Method {
+        name: "batched, 8 engines",
+        options: Some(CopyOptions::new().engines(8)),
     },
     Method {
         name: "one copy per cell",
@@ -279,13 +283,14 @@ fn measure(
                 report.path,
             );
         }
-        let batched = best[1..4].iter().copied().fold(0.0, f64::max);
+        let per_cell = METHODS.len() - 1;
+        let batched = best[1..per_cell].iter().copied().fold(0.0, f64::max);
         verdicts.push((
             size >> 10,
             direction,
             best[1] / best[0],
             batched / best[0],
-            best[4] / best[0],
+            best[per_cell] / best[0],
         ));
     }
     Ok((right, verdicts))
