@@ -35,7 +35,7 @@ pub use block::{ReadOnlyBlock, Share};
 pub use error::{ErrorKind, MemError, MemoryLimit};
 #[cfg(feature = "fault-injection")]
 pub use ffi::fault;
-pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
+pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane, Run, RunCells};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
 pub use page::page_size;

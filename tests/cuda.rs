@@ -4,6 +4,7 @@
 //! and kept registrations (`CudaBlock::keep`, surviving `Tape::clear`) are checked. On Linux
 //! a read-only import in an `exec`'d child registers read-only and sees the owner's writes,
 //! and a Block shared to an `exec`'d child is registered and written by the GPU there.
+//! Batched copies of scattered Grid cells and Block ranges are in `cuda/copy.rs`.
 //!
 //! Without a CUDA driver every test that needs a GPU says so on stderr
 //! (`test NAME: skipped (UNIMEM_REQUIRE_CUDA unset): ...`, through `common::skip`, so it
@@ -14,6 +15,10 @@
 #![cfg(feature = "cuda")]
 
 mod common;
+
+/// Batched copies of Grid cells and Block ranges (issue 16).
+#[path = "cuda/copy.rs"]
+mod copy;
 
 use std::io::Write as _;
 

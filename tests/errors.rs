@@ -257,6 +257,119 @@ fn cuda_call_failed() {
 }
 
 #[test]
+fn batched_copy_refusals() {
+    use unimem::ErrorKind;
+    let t = text(MemError::CellInFlight { grid: 7, index: 42 });
+    contains_all(
+        &t,
+        &[
+            "cell 42",
+            "Grid #7",
+            "in flight",
+            "InFlight::wait",
+            "same id",
+        ],
+    );
+    let t = text(MemError::CudaNotRegistered {
+        id: 3,
+        size: 64 << 20,
+    });
+    contains_all(
+        &t,
+        &[
+            "Block 3",
+            "64.0 MiB",
+            "67108864",
+            "keep()",
+            "grid.tape().block()",
+        ],
+    );
+    let t = text(MemError::CudaStreamContext {
+        stream_device: 1,
+        block_device: 0,
+    });
+    contains_all(&t, &["device 1", "device 0", "cuda_context()"]);
+    let t = text(MemError::CopyOutOfRange {
+        entry: 5,
+        start: 4000,
+        len: 200,
+        limit: 4096,
+        device: false,
+    });
+    contains_all(&t, &["entry 5", "200 bytes", "offset 4000", "4096 bytes"]);
+    let t = text(MemError::CopyOutOfRange {
+        entry: 0,
+        start: u64::MAX - 8,
+        len: 16,
+        limit: u64::MAX,
+        device: true,
+    });
+    contains_all(&t, &["entry 0", "16 bytes", "0xfffffffffffffff7", "64-bit"]);
+    let t = text(MemError::CopyOverlap {
+        first: 2,
+        second: 9,
+        device: false,
+    });
+    contains_all(&t, &["entries 2 and 9", "host", "same cell twice", "once"]);
+    let t = text(MemError::CopyOverlap {
+        first: 0,
+        second: 1,
+        device: true,
+    });
+    assert!(t.contains("device") && !t.contains("same cell"), "{t}");
+    let t = text(MemError::CudaCopyFailed {
+        call: "cuMemcpyBatchAsync_v2",
+        code: 1,
+        name: "CUDA_ERROR_INVALID_VALUE",
+        copied: 4,
+        entries: 10,
+    });
+    contains_all(
+        &t,
+        &[
+            "cuMemcpyBatchAsync_v2",
+            "CUDA_ERROR_INVALID_VALUE",
+            "(1)",
+            "first 4 of 10",
+            "other 6",
+            "undefined",
+            "refused an argument",
+        ],
+    );
+    let kinds = [
+        (
+            MemError::CellInFlight { grid: 1, index: 0 },
+            ErrorKind::Busy,
+        ),
+        (
+            MemError::CudaNotRegistered { id: 1, size: 1 },
+            ErrorKind::InvalidInput,
+        ),
+        (
+            MemError::CopyOverlap {
+                first: 0,
+                second: 1,
+                device: true,
+            },
+            ErrorKind::InvalidInput,
+        ),
+        (
+            MemError::CudaCopyFailed {
+                call: "x",
+                code: 1,
+                name: "y",
+                copied: 0,
+                entries: 1,
+            },
+            ErrorKind::Os,
+        ),
+    ];
+    for (err, kind) in kinds {
+        assert_eq!(err.kind(), kind, "{err:?}");
+    }
+}
+
+#[test]
 fn share_closed() {
     assert!(text(MemError::ShareClosed).contains("closed the socket"));
 }

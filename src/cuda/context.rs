@@ -290,6 +290,11 @@ impl Context {
             .map_err(|code| self.error("cuCtxSynchronize", code, None))
     }
 
+    /// The `CUcontext` handle: the same for every retain of one device's primary context.
+    pub(crate) fn raw(&self) -> CuContext {
+        self.raw
+    }
+
     pub(crate) fn api(&self) -> &'static crate::ffi::cuda::Api {
         self.device.driver().api()
     }

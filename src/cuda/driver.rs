@@ -116,6 +116,14 @@ impl Driver {
         (0..self.device_count()?).map(|i| self.device(i)).collect()
     }
 
+    /// The batched copy this driver exports, which [`Stream`](super::Stream)'s copies use:
+    /// `Some("cuMemcpyBatchAsync_v2")` (CUDA 13.0 and later), `Some("cuMemcpyBatchAsync")`
+    /// (12.8 and 12.9), or `None` for an older driver, whose copies go one call per range.
+    /// Looked up when the driver loaded; a missing one is not an error.
+    pub fn batch_copy(&self) -> Option<&'static str> {
+        self.api.batch_symbol()
+    }
+
     /// The function table.
     pub(crate) fn api(&self) -> &'static Api {
         self.api

@@ -13,6 +13,9 @@
 //! | [`CudaBlock`] | a Block registered with a device ([`Extent::register_cuda`](crate::Extent::register_cuda)) |
 //! | [`DeviceMemory`] | memory on the device (`cuMemAlloc`) |
 //! | [`HostMemory`] | CUDA's own pinned host memory (`cuMemAllocHost`), the baseline |
+//! | [`Stream`] | a stream of a context: the queue batched copies go into |
+//! | [`InFlight`] | a batched copy of Grid cells or Block ranges, queued; wait for it or poll it |
+//! | [`CopyOptions`], [`CopyRange`], [`CopyReport`], [`CopyPath`], [`Fallback`] | how a batched copy runs, what it moves, and what it did |
 //!
 //! No CUDA toolkit is needed to build, and no GPU to run: where there is no driver,
 //! [`Driver::load`] returns [`MemError::CudaDriverMissing`](crate::MemError::CudaDriverMissing)
@@ -42,6 +45,10 @@
 //! # Ok::<(), unimem::MemError>(())
 //! ```
 //!
+//! Scattered Grid cells (a KV cache's blocks) move to and from device memory in one batched
+//! driver call on a [`Stream`] ([`Stream::cells_to_device`], [`Stream::cells_to_host`]); the
+//! cells are lent to the copy until it completes. `specs/cuda.md`, "Batched copies".
+//!
 //! The contract, context rules, drop order and measured speed are in `specs/cuda.md`.
 
 mod driver;
@@ -60,10 +67,23 @@ mod host_memory;
 #[allow(unsafe_code)]
 mod registration;
 
+#[allow(unsafe_code)]
+mod event;
+
+#[allow(unsafe_code)]
+mod stream;
+
+mod plan;
+
+#[allow(unsafe_code)]
+mod copy;
+
 pub use context::Context;
+pub use copy::{CopyOptions, CopyPath, CopyRange, CopyReport, Fallback, InFlight};
 pub use device::{Attribute, Device};
 pub use device_memory::DeviceMemory;
 pub use driver::Driver;
 pub use host_memory::HostMemory;
 pub use registration::CudaBlock;
 pub(crate) use registration::Registration;
+pub use stream::Stream;

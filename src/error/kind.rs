@@ -33,8 +33,8 @@ use super::MemError;
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The arguments can never work: a zero or overflowing size, a bad name or alignment,
-    /// an out-of-bounds read, a cell of another Grid, a device that does not exist. A bug
-    /// in the caller; retrying the same call fails the same way.
+    /// an out-of-bounds read or copy range, a cell of another Grid, a device that does not
+    /// exist. A bug in the caller; retrying the same call fails the same way.
     InvalidInput,
     /// A handle whose use has ended: a `CellId` released, claimed or cleared since. A
     /// normal race in a cache: treat it as a miss.
@@ -51,8 +51,8 @@ pub enum ErrorKind {
     /// sealed, reading by offset what is not frozen.
     AccessDenied,
     /// The memory is in use in a way that forbids the operation now: mapped here already,
-    /// still mapped writable or pinned by a device, registered already. May succeed once
-    /// the other user lets go.
+    /// still mapped writable or pinned by a device, registered already, a cell lent to a
+    /// device copy. May succeed once the other user lets go.
     Busy,
     /// Another process sent something unimem will not map: not a share, a file that is
     /// not a sealed memfd, sizes or seals that lie. Nothing was mapped; drop the peer.
@@ -145,7 +145,11 @@ impl MemError {
             | MemError::ModelOverflow { .. }
             | MemError::RemoteCellOutOfRange { .. }
             | MemError::CellSizeMismatch { .. }
-            | MemError::TransferMismatch { .. } => K::InvalidInput,
+            | MemError::TransferMismatch { .. }
+            | MemError::CudaNotRegistered { .. }
+            | MemError::CudaStreamContext { .. }
+            | MemError::CopyOutOfRange { .. }
+            | MemError::CopyOverlap { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,
@@ -159,7 +163,8 @@ impl MemError {
             | MemError::FreezeBusy { .. }
             | MemError::FreezeRegistered { .. }
             | MemError::CudaAlreadyRegistered { .. }
-            | MemError::SurfaceInUse { .. } => K::Busy,
+            | MemError::SurfaceInUse { .. }
+            | MemError::CellInFlight { .. } => K::Busy,
             MemError::ShareFds { .. }
             | MemError::ShareHeader { .. }
             | MemError::ShareVersion { .. }
@@ -182,6 +187,7 @@ impl MemError {
             | MemError::UcxVersion { .. } => K::Unsupported,
             MemError::Os { .. }
             | MemError::Cuda { .. }
+            | MemError::CudaCopyFailed { .. }
             | MemError::Kern { .. }
             | MemError::SurfaceRefused { .. }
             | MemError::SurfaceTooSmall { .. }

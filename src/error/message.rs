@@ -133,6 +133,12 @@ impl fmt::Display for MemError {
                 "the cell belongs to Grid #{owner}, not to Grid #{grid}: give or release it \
                  to the Grid it came from (a Grid that was dropped takes nothing back)"
             ),
+            MemError::CellInFlight { grid, index } => write!(
+                f,
+                "cell {index} of Grid #{grid} is lent to a device copy in flight: wait for the \
+                 copy (`InFlight::wait`, or `poll` until it says done); the same id works \
+                 again once the copy completes"
+            ),
             MemError::Os { call, errno } => write!(f, "{call} failed: {}", Errno(errno)),
             MemError::CudaDriverMissing {
                 library,
@@ -194,6 +200,82 @@ impl fmt::Display for MemError {
                  or drop it before registering again",
                 Bytes(size as u64)
             ),
+            MemError::CudaNotRegistered { id, size } => write!(
+                f,
+                "Block {id} ({}, {size} bytes) keeps no CUDA registration, so it cannot be \
+                 copied to or from a device: register it and keep the registration \
+                 (`block.register_cuda(&driver, device)?.keep()`, for a Grid \
+                 `grid.tape().block()`)",
+                Bytes(size as u64)
+            ),
+            MemError::CudaStreamContext {
+                stream_device,
+                block_device,
+            } => write!(
+                f,
+                "the stream belongs to CUDA device {stream_device}'s context, but the Block is \
+                 registered in device {block_device}'s: copy on a stream of the context that \
+                 keeps the registration (`block.cuda_context()`), so that dropping the Block \
+                 waits for the copy"
+            ),
+            MemError::CopyOutOfRange {
+                entry,
+                start,
+                len,
+                limit,
+                device,
+            } => {
+                if device {
+                    write!(
+                        f,
+                        "entry {entry} of the copy list names {len} bytes at device address \
+                         {start:#x}, past the end of the 64-bit address space: check the \
+                         device address"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "entry {entry} of the copy list names {len} bytes at offset {start}, \
+                         past the end of the Block ({limit} bytes): check the offset and length"
+                    )
+                }
+            }
+            MemError::CopyOverlap {
+                first,
+                second,
+                device,
+            } => write!(
+                f,
+                "entries {first} and {second} of the copy list write overlapping {} bytes{}: \
+                 the copies of a batch run in no particular order, so the result would be \
+                 undefined; name each destination once",
+                if device { "device" } else { "host" },
+                if device {
+                    ""
+                } else {
+                    " (the same cell twice, or overlapping ranges)"
+                },
+            ),
+            MemError::CudaCopyFailed {
+                call,
+                code,
+                name,
+                copied,
+                entries,
+            } => {
+                write!(
+                    f,
+                    "{call} failed with {name} ({code}) after the first {copied} of {entries} \
+                     entries of a batched copy were queued: those completed and hold the \
+                     copied bytes; the destinations of the other {} are undefined (the failed \
+                     call may have moved part of them)",
+                    entries.saturating_sub(copied)
+                )?;
+                match cuda_hint(code) {
+                    Some(hint) => write!(f, ": {hint}"),
+                    None => write!(f, ": see the CUDA driver API reference for {name}"),
+                }
+            }
             MemError::Cuda {
                 call,
                 code,

@@ -153,6 +153,14 @@ pub enum MemError {
         /// The identity of the Grid it belongs to.
         owner: u64,
     },
+    /// A `CellId` whose cell is lent to a device copy in flight (a batched copy,
+    /// `unimem::cuda`): its use resumes, with the same id, when the copy completes.
+    CellInFlight {
+        /// The identity of the Grid.
+        grid: u64,
+        /// The cell's index.
+        index: u32,
+    },
     /// An operating-system call failed.
     Os {
         /// The call that failed, e.g. `"memfd_create"`.
@@ -209,6 +217,61 @@ pub enum MemError {
         address: usize,
         /// The size of the range in bytes.
         size: usize,
+    },
+    /// A batched copy of a Block that keeps no CUDA registration
+    /// (`CudaBlock::keep`): the copy must know the registration outlives it.
+    CudaNotRegistered {
+        /// The Block's id in this process.
+        id: u32,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// A batched copy on a stream of one device's context, for a Block registered in
+    /// another device's context.
+    CudaStreamContext {
+        /// The device whose context the stream belongs to.
+        stream_device: u32,
+        /// The device whose context keeps the Block's registration.
+        block_device: u32,
+    },
+    /// Entry `entry` of a copy list names a range that does not fit: `start + len` past
+    /// `limit`, the end of the host Block, or past the 64-bit device address space.
+    CopyOutOfRange {
+        /// The entry's position in the list.
+        entry: usize,
+        /// The range's start: an offset in the Block, or a device address.
+        start: u64,
+        /// Its length in bytes.
+        len: u64,
+        /// The Block's size, or `u64::MAX` for a device range.
+        limit: u64,
+        /// The range is on the device side.
+        device: bool,
+    },
+    /// Entries `first` and `second` of a copy list write overlapping bytes (the same cell
+    /// twice, or overlapping ranges): the copies of a batch run in no particular order.
+    CopyOverlap {
+        /// The earlier entry.
+        first: usize,
+        /// The later entry.
+        second: usize,
+        /// The overlap is on the device side.
+        device: bool,
+    },
+    /// A driver call of a batched copy failed after the first `copied` of `entries` list
+    /// entries were queued. Those completed before this error returned (the streams were
+    /// synchronized); the rest did not copy, or only in part.
+    CudaCopyFailed {
+        /// The call that failed, e.g. `"cuMemcpyBatchAsync_v2"`.
+        call: &'static str,
+        /// The `CUresult` code.
+        code: i32,
+        /// Its name from `cuGetErrorName`.
+        name: &'static str,
+        /// Entries, from the first, that were copied.
+        copied: usize,
+        /// Entries in the list.
+        entries: usize,
     },
     /// Any other CUDA driver call failed.
     Cuda {

@@ -14,6 +14,14 @@
 //! `crate::cuda::Driver`), and the strings the driver returns (`cuGetErrorName`) stay valid
 //! for the life of the process.
 //!
+//! A few functions are **optional**: newer than the oldest driver unimem runs on, so a missing
+//! one is not a load failure but a `None` in the table, and the caller takes another path.
+//! Today that is the batched copy: `cuMemcpyBatchAsync_v2` (the CUDA 13.0 ABI, what
+//! `cuda.h` 13 binds `cuMemcpyBatchAsync` to) is preferred, then the unversioned
+//! `cuMemcpyBatchAsync` (the CUDA 12.8 ABI, with a `failIdx` out-parameter); a driver older
+//! than 12.8 has neither, and copies go one call per range (`specs/cuda.md`, "Batched
+//! copies").
+//!
 //! # References
 //!
 //! CUDA Driver API reference (cuda.h, the `_v2` `#define`s), dlopen(3), dlsym(3).
@@ -29,12 +37,110 @@ pub(crate) type CuDevice = c_int;
 pub(crate) type CuDevicePtr = u64;
 /// `CUcontext`: an opaque context handle.
 pub(crate) type CuContext = *mut c_void;
+/// `CUstream`: an opaque stream handle; 0 (`NULL`) and 1 (`CU_STREAM_LEGACY`) name the legacy
+/// default stream, 2 (`CU_STREAM_PER_THREAD`) the per-thread default stream.
+pub(crate) type CuStream = *mut c_void;
+/// `CUevent`: an opaque event handle.
+pub(crate) type CuEvent = *mut c_void;
+
+/// `CUmemLocation` (cuda.h): `{ CUmemLocationType type; int id; }`. In CUDA 13 `id` shares a
+/// 4-byte union with a two-byte `localized` form; the size stays 8 and the alignment 4.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MemLocation {
+    /// `CUmemLocationType`, a C enum (4 bytes); 0 is `CU_MEM_LOCATION_TYPE_INVALID`.
+    kind: c_uint,
+    /// The device ordinal or NUMA node the type names; 0 otherwise.
+    id: c_int,
+}
+
+/// `CUmemcpyAttributes` (`CUmemcpyAttributes_v1`, cuda.h, CUDA 12.8 and later): the
+/// attributes of the copies of a batch (`cuMemcpyBatchAsync`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MemcpyAttributes {
+    /// `CUmemcpySrcAccessOrder`: 1 is `CU_MEMCPY_SRC_ACCESS_ORDER_STREAM` (0 is invalid).
+    src_access_order: c_uint,
+    /// Where the source lives; only read for managed or pageable memory, ignored here.
+    src_loc_hint: MemLocation,
+    /// Where the destination lives; as `src_loc_hint`.
+    dst_loc_hint: MemLocation,
+    /// `CUmemcpyFlags`: 0 is `CU_MEMCPY_FLAG_DEFAULT`.
+    flags: c_uint,
+}
+
+// The layouts the driver reads, pinned down at compile time: C `int` and enums are 4 bytes on
+// every target with libcuda (LP64 Linux), so `CUmemLocation` is 8 bytes aligned to 4 and
+// `CUmemcpyAttributes` 24 bytes with its members at 0, 4, 12 and 20.
+const _: () = {
+    assert!(size_of::<MemLocation>() == 8);
+    assert!(align_of::<MemLocation>() == 4);
+    assert!(std::mem::offset_of!(MemLocation, kind) == 0);
+    assert!(std::mem::offset_of!(MemLocation, id) == 4);
+    assert!(size_of::<MemcpyAttributes>() == 24);
+    assert!(align_of::<MemcpyAttributes>() == 4);
+    assert!(std::mem::offset_of!(MemcpyAttributes, src_access_order) == 0);
+    assert!(std::mem::offset_of!(MemcpyAttributes, src_loc_hint) == 4);
+    assert!(std::mem::offset_of!(MemcpyAttributes, dst_loc_hint) == 12);
+    assert!(std::mem::offset_of!(MemcpyAttributes, flags) == 20);
+    assert!(size_of::<CuDevicePtr>() == 8);
+    assert!(size_of::<CuStream>() == 8);
+};
+
+/// `CU_MEMCPY_SRC_ACCESS_ORDER_STREAM`: the source is read in stream order.
+const SRC_ACCESS_ORDER_STREAM: c_uint = 1;
+/// `CUDA_ERROR_NOT_READY`: a query found work still pending.
+pub(crate) const NOT_READY: CuResult = 600;
+/// `CU_STREAM_NON_BLOCKING`: the stream does not synchronize with the legacy default stream.
+pub(crate) const STREAM_NON_BLOCKING: c_uint = 0x1;
+/// `CU_EVENT_DISABLE_TIMING`: an event for synchronization only, cheaper to record.
+pub(crate) const EVENT_DISABLE_TIMING: c_uint = 0x2;
+
+/// `cuMemcpyBatchAsync_v2` (CUDA 13.0 ABI): `(dsts, srcs, sizes, count, attrs, attrsIdxs,
+/// numAttrs, hStream)`.
+type BatchV2 = unsafe extern "C" fn(
+    *mut CuDevicePtr,
+    *mut CuDevicePtr,
+    *mut usize,
+    usize,
+    *mut MemcpyAttributes,
+    *mut usize,
+    usize,
+    CuStream,
+) -> CuResult;
+
+/// `cuMemcpyBatchAsync` (CUDA 12.8 ABI): as [`BatchV2`] with `size_t *failIdx` before
+/// `hStream`.
+type BatchV1 = unsafe extern "C" fn(
+    *mut CuDevicePtr,
+    *mut CuDevicePtr,
+    *mut usize,
+    usize,
+    *mut MemcpyAttributes,
+    *mut usize,
+    usize,
+    *mut usize,
+    CuStream,
+) -> CuResult;
+
+/// The batched copy the driver has, if any.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// `cuMemcpyBatchAsync_v2`.
+    V2(BatchV2),
+    /// `cuMemcpyBatchAsync` with `failIdx`.
+    V1(BatchV1),
+}
 
 /// The library every NVIDIA driver installs (the unversioned `libcuda.so` comes only with
 /// development packages).
 pub(crate) const LIBRARY: &str = "libcuda.so.1";
 
 const SUCCESS: CuResult = 0;
+/// `CUDA_ERROR_INVALID_VALUE`.
+const INVALID_VALUE: CuResult = 1;
+/// `CUDA_ERROR_NOT_SUPPORTED`.
+const NOT_SUPPORTED: CuResult = 801;
 
 /// Why the table could not be built.
 #[derive(Debug)]
@@ -54,6 +160,8 @@ macro_rules! api {
         /// The driver functions unimem calls, resolved from `libcuda.so.1`.
         pub(crate) struct Api {
             $( $field: unsafe extern "C" fn($($arg),*) -> CuResult, )*
+            /// The batched copy, where the driver has one (optional: see the module docs).
+            batch: Option<Batch>,
         }
 
         impl Api {
@@ -71,6 +179,7 @@ macro_rules! api {
                             >(address.as_ptr())
                         }
                     }, )*
+                    batch: resolve_batch(library),
                 })
             }
         }
@@ -103,7 +212,57 @@ api! {
     memcpy_dtod = "cuMemcpyDtoD_v2": fn(CuDevicePtr, CuDevicePtr, usize);
     memcpy_htod = "cuMemcpyHtoD_v2": fn(CuDevicePtr, *const c_void, usize);
     memcpy_dtoh = "cuMemcpyDtoH_v2": fn(*mut c_void, CuDevicePtr, usize);
+    memcpy_htod_async = "cuMemcpyHtoDAsync_v2": fn(CuDevicePtr, *const c_void, usize, CuStream);
+    memcpy_dtoh_async = "cuMemcpyDtoHAsync_v2": fn(*mut c_void, CuDevicePtr, usize, CuStream);
+    stream_create = "cuStreamCreate": fn(*mut CuStream, c_uint);
+    stream_destroy = "cuStreamDestroy_v2": fn(CuStream);
+    stream_synchronize = "cuStreamSynchronize": fn(CuStream);
+    stream_query = "cuStreamQuery": fn(CuStream);
+    stream_wait_event = "cuStreamWaitEvent": fn(CuStream, CuEvent, c_uint);
+    event_create = "cuEventCreate": fn(*mut CuEvent, c_uint);
+    event_record = "cuEventRecord": fn(CuEvent, CuStream);
+    event_query = "cuEventQuery": fn(CuEvent);
+    event_synchronize = "cuEventSynchronize": fn(CuEvent);
+    event_destroy = "cuEventDestroy_v2": fn(CuEvent);
     get_error_name = "cuGetErrorName": fn(CuResult, *mut *const c_char);
+}
+
+/// The batched copy: `cuMemcpyBatchAsync_v2` if the driver exports it, else the 12.8
+/// `cuMemcpyBatchAsync`, else `None` (a driver older than 12.8). Never a load failure.
+fn resolve_batch(library: NonNull<c_void>) -> Option<Batch> {
+    if let Some(address) = optional_symbol(library, "cuMemcpyBatchAsync_v2") {
+        // SAFETY: a driver that exports `cuMemcpyBatchAsync_v2` gives it the CUDA 13.0
+        // signature (cuda.h 13.0: `#define cuMemcpyBatchAsync cuMemcpyBatchAsync_v2`, eight
+        // parameters); function and data pointers have the same representation (dlsym).
+        return Some(Batch::V2(unsafe {
+            std::mem::transmute::<*mut c_void, BatchV2>(address.as_ptr())
+        }));
+    }
+    let address = optional_symbol(library, "cuMemcpyBatchAsync")?;
+    // SAFETY: the unversioned export keeps the signature it was introduced with in CUDA
+    // 12.8 (nine parameters, `failIdx` before `hStream`), as every unversioned export keeps
+    // its first ABI.
+    Some(Batch::V1(unsafe {
+        std::mem::transmute::<*mut c_void, BatchV1>(address.as_ptr())
+    }))
+}
+
+/// `dlsym(library, name)` for a function the driver may lack: `None` where it does.
+///
+/// With the feature `fault-injection`, a rule on `"dlsym NAME"` makes the lookup miss, as on
+/// an older driver.
+fn optional_symbol(library: NonNull<c_void>, name: &'static str) -> Option<NonNull<c_void>> {
+    #[cfg(feature = "fault-injection")]
+    {
+        let rule = match name {
+            "cuMemcpyBatchAsync_v2" => "dlsym cuMemcpyBatchAsync_v2",
+            _ => "dlsym cuMemcpyBatchAsync",
+        };
+        if crate::ffi::fault::hit(rule).is_some() {
+            return None;
+        }
+    }
+    symbol(library, name).ok()
 }
 
 /// `dlerror()`'s text, or `fallback` when it has none.
@@ -476,6 +635,249 @@ impl Api {
         fault!("cuMemcpyDtoH_v2");
         // SAFETY: per the caller's contract.
         check(unsafe { (self.memcpy_dtoh)(dst, src, len) })
+    }
+
+    /// `cuMemcpyHtoDAsync_v2`: queues a copy of `len` bytes from host memory to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `src` is readable for `len` bytes and `dst` device memory writable for `len` bytes
+    /// until the copy has completed on `stream`; nothing else writes the source or touches
+    /// the destination meanwhile; `stream` is a stream of the current context (or a
+    /// special handle) that outlives the call.
+    pub(crate) unsafe fn memcpy_htod_async(
+        &self,
+        dst: CuDevicePtr,
+        src: *const c_void,
+        len: usize,
+        stream: CuStream,
+    ) -> Result<(), CuResult> {
+        fault!("cuMemcpyHtoDAsync_v2");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.memcpy_htod_async)(dst, src, len, stream) })
+    }
+
+    /// `cuMemcpyDtoHAsync_v2`: queues a copy of `len` bytes from `src` to host memory.
+    ///
+    /// # Safety
+    ///
+    /// As [`memcpy_htod_async`](Api::memcpy_htod_async), with the host side written.
+    pub(crate) unsafe fn memcpy_dtoh_async(
+        &self,
+        dst: *mut c_void,
+        src: CuDevicePtr,
+        len: usize,
+        stream: CuStream,
+    ) -> Result<(), CuResult> {
+        fault!("cuMemcpyDtoHAsync_v2");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.memcpy_dtoh_async)(dst, src, len, stream) })
+    }
+
+    /// The exported name of the batched copy this driver has, or `None` (older than 12.8).
+    pub(crate) fn batch_symbol(&self) -> Option<&'static str> {
+        match self.batch? {
+            Batch::V2(_) => Some("cuMemcpyBatchAsync_v2"),
+            Batch::V1(_) => Some("cuMemcpyBatchAsync"),
+        }
+    }
+
+    /// `cuMemcpyBatchAsync_v2`, or `cuMemcpyBatchAsync` (12.8) where only that exists: queues
+    /// `dsts.len()` copies, `sizes[i]` bytes from `srcs[i]` to `dsts[i]`, all with one set of
+    /// attributes: sources read in stream order (`CU_MEMCPY_SRC_ACCESS_ORDER_STREAM`), no
+    /// location hints, no flags (`attrs = [that]`, `attrsIdxs = [0]`, `numAttrs = 1`).
+    ///
+    /// On failure with the 12.8 call, `fail_index` receives the driver's `failIdx` (the copy
+    /// that failed, or `usize::MAX` when the failure concerns no single copy); the 13.0 call
+    /// has no such output and leaves it `usize::MAX`. `Err(801)` (`NOT_SUPPORTED`) if the
+    /// driver has neither.
+    ///
+    /// # Safety
+    ///
+    /// - `dsts`, `srcs` and `sizes` have the same nonzero length;
+    /// - every `srcs[i]..+sizes[i]` is device-accessible (device memory, or registered host
+    ///   memory through its device address) and readable, every `dsts[i]..+sizes[i]`
+    ///   device-accessible and writable, until the copies complete on `stream`; no two
+    ///   destinations overlap and no destination overlaps a source (copies of a batch run in
+    ///   no particular order); nothing else touches them meanwhile;
+    /// - `stream` is a stream of the current context, not the legacy default stream.
+    pub(crate) unsafe fn memcpy_batch_async(
+        &self,
+        dsts: &mut [CuDevicePtr],
+        srcs: &mut [CuDevicePtr],
+        sizes: &mut [usize],
+        fail_index: &mut usize,
+        stream: CuStream,
+    ) -> Result<(), CuResult> {
+        *fail_index = usize::MAX;
+        let count = dsts.len();
+        if srcs.len() != count || sizes.len() != count || count == 0 {
+            return Err(INVALID_VALUE);
+        }
+        let mut attrs = [MemcpyAttributes {
+            src_access_order: SRC_ACCESS_ORDER_STREAM,
+            ..MemcpyAttributes::default()
+        }];
+        let mut attr_indices = [0usize];
+        match self.batch {
+            Some(Batch::V2(batch)) => {
+                fault!("cuMemcpyBatchAsync_v2");
+                // SAFETY: the five arrays are live and as long as the counts say (`count`
+                // for the first three, 1 for the attributes); the ranges and the stream are
+                // the caller's contract.
+                check(unsafe {
+                    batch(
+                        dsts.as_mut_ptr(),
+                        srcs.as_mut_ptr(),
+                        sizes.as_mut_ptr(),
+                        count,
+                        attrs.as_mut_ptr(),
+                        attr_indices.as_mut_ptr(),
+                        attrs.len(),
+                        stream,
+                    )
+                })
+            }
+            Some(Batch::V1(batch)) => {
+                fault!("cuMemcpyBatchAsync");
+                // SAFETY: as above; `fail_index` is valid for one write.
+                check(unsafe {
+                    batch(
+                        dsts.as_mut_ptr(),
+                        srcs.as_mut_ptr(),
+                        sizes.as_mut_ptr(),
+                        count,
+                        attrs.as_mut_ptr(),
+                        attr_indices.as_mut_ptr(),
+                        attrs.len(),
+                        fail_index,
+                        stream,
+                    )
+                })
+            }
+            None => Err(NOT_SUPPORTED),
+        }
+    }
+
+    /// `cuStreamCreate`: a new stream in the current context.
+    pub(crate) fn stream_create(&self, flags: c_uint) -> Result<CuStream, CuResult> {
+        fault!("cuStreamCreate");
+        let mut stream = std::ptr::null_mut();
+        // SAFETY: the out pointer is valid for one write.
+        check(unsafe { (self.stream_create)(&mut stream, flags) })?;
+        Ok(stream)
+    }
+
+    /// `cuStreamDestroy_v2`: returns at once; work still queued completes first (the driver
+    /// frees the stream then).
+    ///
+    /// # Safety
+    ///
+    /// `stream` came from [`stream_create`](Api::stream_create), is destroyed only here, and
+    /// is not used afterwards.
+    pub(crate) unsafe fn stream_destroy(&self, stream: CuStream) -> Result<(), CuResult> {
+        fault!("cuStreamDestroy_v2");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.stream_destroy)(stream) })
+    }
+
+    /// `cuStreamSynchronize`: waits for all work queued in `stream`.
+    ///
+    /// # Safety
+    ///
+    /// `stream` is a live stream of the current context, or a special handle.
+    pub(crate) unsafe fn stream_synchronize(&self, stream: CuStream) -> Result<(), CuResult> {
+        fault!("cuStreamSynchronize");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.stream_synchronize)(stream) })
+    }
+
+    /// `cuStreamQuery`: `Ok` when all work in `stream` is done, `Err(NOT_READY)` while some is
+    /// pending.
+    ///
+    /// # Safety
+    ///
+    /// As [`stream_synchronize`](Api::stream_synchronize).
+    pub(crate) unsafe fn stream_query(&self, stream: CuStream) -> Result<(), CuResult> {
+        fault!("cuStreamQuery");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.stream_query)(stream) })
+    }
+
+    /// `cuStreamWaitEvent(stream, event, 0)`: work queued in `stream` later waits for the
+    /// work `event` captured.
+    ///
+    /// # Safety
+    ///
+    /// `stream` as in [`stream_synchronize`](Api::stream_synchronize); `event` is live.
+    pub(crate) unsafe fn stream_wait_event(
+        &self,
+        stream: CuStream,
+        event: CuEvent,
+    ) -> Result<(), CuResult> {
+        fault!("cuStreamWaitEvent");
+        // SAFETY: per the caller's contract; the flags word must be 0.
+        check(unsafe { (self.stream_wait_event)(stream, event, 0) })
+    }
+
+    /// `cuEventCreate`: a new event in the current context.
+    pub(crate) fn event_create(&self, flags: c_uint) -> Result<CuEvent, CuResult> {
+        fault!("cuEventCreate");
+        let mut event = std::ptr::null_mut();
+        // SAFETY: the out pointer is valid for one write.
+        check(unsafe { (self.event_create)(&mut event, flags) })?;
+        Ok(event)
+    }
+
+    /// `cuEventRecord`: the event completes when the work queued in `stream` so far has.
+    ///
+    /// # Safety
+    ///
+    /// `event` is live and of the current context; `stream` as in
+    /// [`stream_synchronize`](Api::stream_synchronize).
+    pub(crate) unsafe fn event_record(
+        &self,
+        event: CuEvent,
+        stream: CuStream,
+    ) -> Result<(), CuResult> {
+        fault!("cuEventRecord");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.event_record)(event, stream) })
+    }
+
+    /// `cuEventQuery`: `Ok` once the captured work is done, `Err(NOT_READY)` before.
+    ///
+    /// # Safety
+    ///
+    /// `event` is live.
+    pub(crate) unsafe fn event_query(&self, event: CuEvent) -> Result<(), CuResult> {
+        fault!("cuEventQuery");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.event_query)(event) })
+    }
+
+    /// `cuEventSynchronize`: waits for the captured work.
+    ///
+    /// # Safety
+    ///
+    /// `event` is live.
+    pub(crate) unsafe fn event_synchronize(&self, event: CuEvent) -> Result<(), CuResult> {
+        fault!("cuEventSynchronize");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.event_synchronize)(event) })
+    }
+
+    /// `cuEventDestroy_v2`.
+    ///
+    /// # Safety
+    ///
+    /// `event` came from [`event_create`](Api::event_create), is destroyed only here, and is
+    /// not used afterwards (work that records or waits on it may still be queued: the driver
+    /// defers the release).
+    pub(crate) unsafe fn event_destroy(&self, event: CuEvent) -> Result<(), CuResult> {
+        fault!("cuEventDestroy_v2");
+        // SAFETY: per the caller's contract.
+        check(unsafe { (self.event_destroy)(event) })
     }
 
     /// `cuGetErrorName`: `"CUDA_ERROR_OUT_OF_MEMORY"` for 2, `None` for an unknown code.

@@ -12,6 +12,17 @@ pub(crate) type CuDevice = c_int;
 pub(crate) type CuDevicePtr = u64;
 /// `CUcontext`.
 pub(crate) type CuContext = *mut c_void;
+/// `CUstream`.
+pub(crate) type CuStream = *mut c_void;
+/// `CUevent`.
+pub(crate) type CuEvent = *mut c_void;
+
+/// `CUDA_ERROR_NOT_READY`.
+pub(crate) const NOT_READY: CuResult = 600;
+/// `CU_STREAM_NON_BLOCKING`.
+pub(crate) const STREAM_NON_BLOCKING: c_uint = 0x1;
+/// `CU_EVENT_DISABLE_TIMING`.
+pub(crate) const EVENT_DISABLE_TIMING: c_uint = 0x2;
 
 /// The library name reported in errors.
 pub(crate) const LIBRARY: &str = "libcuda.so.1";
@@ -179,6 +190,89 @@ impl Api {
         _src: CuDevicePtr,
         _len: usize,
     ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn memcpy_htod_async(
+        &self,
+        _dst: CuDevicePtr,
+        _src: *const c_void,
+        _len: usize,
+        _stream: CuStream,
+    ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn memcpy_dtoh_async(
+        &self,
+        _dst: *mut c_void,
+        _src: CuDevicePtr,
+        _len: usize,
+        _stream: CuStream,
+    ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) fn batch_symbol(&self) -> Option<&'static str> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn memcpy_batch_async(
+        &self,
+        _dsts: &mut [CuDevicePtr],
+        _srcs: &mut [CuDevicePtr],
+        _sizes: &mut [usize],
+        _fail_index: &mut usize,
+        _stream: CuStream,
+    ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) fn stream_create(&self, _flags: c_uint) -> Result<CuStream, CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn stream_destroy(&self, _stream: CuStream) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn stream_synchronize(&self, _stream: CuStream) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn stream_query(&self, _stream: CuStream) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn stream_wait_event(
+        &self,
+        _stream: CuStream,
+        _event: CuEvent,
+    ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) fn event_create(&self, _flags: c_uint) -> Result<CuEvent, CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn event_record(
+        &self,
+        _event: CuEvent,
+        _stream: CuStream,
+    ) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn event_query(&self, _event: CuEvent) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn event_synchronize(&self, _event: CuEvent) -> Result<(), CuResult> {
+        match *self {}
+    }
+
+    pub(crate) unsafe fn event_destroy(&self, _event: CuEvent) -> Result<(), CuResult> {
         match *self {}
     }
 

@@ -11,7 +11,9 @@
 //!   of free cells is `depth` of the top cell: counting costs no extra atomic operation.
 //! - `slots[i].generation`: the cell's generation, moved forward by a compare-exchange when
 //!   a detached use of the cell ends, and by a clear (see the Grid's module docs). Takes
-//!   and gives never touch it.
+//!   and gives never touch it. Its top bit, [`IN_FLIGHT`], marks a detached cell lent to a
+//!   device copy (`flight.rs`): ordinary generations stay below it ([`next_generation`]),
+//!   and a clear leaves such a cell out of the stack.
 //! - `low`: the fewest free cells ever seen right after a pop. It shares the head's cache
 //!   lines, which a pop has just written, and is written only when it drops.
 //!
@@ -52,6 +54,17 @@ pub(super) const NIL: u32 = u32::MAX;
 pub(super) const TAG: u64 = 1;
 
 const TOP: u64 = 0xFFFF_FFFF;
+
+/// The generation bit of a cell lent to a device copy (`flight.rs`). Ordinary generations
+/// never reach it: at one release per nanosecond, 2^63 take 292 years.
+pub(super) const IN_FLIGHT: u64 = 1 << 63;
+
+/// The generation after `generation` (below [`IN_FLIGHT`]), when a detached use ends or the
+/// Grid is cleared.
+#[inline(always)]
+pub(super) fn next_generation(generation: u64) -> u64 {
+    generation.wrapping_add(1) & !IN_FLIGHT
+}
 
 /// One cell's bookkeeping: 16 bytes, so four cells share a cache line.
 #[derive(Debug)]
@@ -201,6 +214,117 @@ impl FreeList {
         }
     }
 
+    /// Pops the top `n` cells if they are a run, `n` neighbouring indices in order from the
+    /// top (ascending or descending), with one compare-exchange; returns the lowest index.
+    /// `None` if `n` is 0, the stack holds fewer, or its top `n` are not a run. Nothing
+    /// changes then.
+    ///
+    /// The walk reads links as [`pop_chain`](FreeList::pop_chain) does (stale values are
+    /// valid indices, the walk is bounded by `n`, and the compare-exchange then fails), so
+    /// the same argument against ABA holds. A walk that saw no run while the head moved is
+    /// retried: the answer is about one state of the stack.
+    pub(super) fn pop_run(&self, n: u32) -> Option<u32> {
+        if n == 0 {
+            return None;
+        }
+        let mut head = self.top.head.load(Ordering::Acquire);
+        loop {
+            let first = top_of(head);
+            let mut at = first;
+            let mut depth = 0;
+            let mut step: Option<bool> = None; // ascending?
+            let mut taken = 0;
+            let mut run = true;
+            while taken < n {
+                let Some(slot) = self.slots.get(at as usize) else {
+                    run = false; // fewer than `n` free
+                    break;
+                };
+                let link = slot.link.load(Ordering::Relaxed);
+                if taken == 0 {
+                    depth = depth_of(link);
+                }
+                taken += 1;
+                let next = next_of(link);
+                if taken < n {
+                    let ascending = match step {
+                        Some(ascending) => ascending,
+                        None => next > at,
+                    };
+                    let expect = if ascending {
+                        at.checked_add(1)
+                    } else {
+                        at.checked_sub(1)
+                    };
+                    if expect != Some(next) {
+                        run = false;
+                        break;
+                    }
+                    step = Some(ascending);
+                }
+                at = next;
+            }
+            if !run {
+                let again = self.top.head.load(Ordering::Acquire);
+                if again == head {
+                    return None;
+                }
+                head = again;
+                continue;
+            }
+            let new = (head.wrapping_add(TAG << 32) & !TOP) | u64::from(at);
+            match self.top.head.compare_exchange_weak(
+                head,
+                new,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.note(depth.wrapping_sub(n));
+                    let lowest = match step {
+                        Some(false) => first - (n - 1),
+                        _ => first,
+                    };
+                    return Some(lowest);
+                }
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Pushes the run `first..first + len` (owned by the caller, `len >= 1`) with one
+    /// compare-exchange, so that `first` is on top and the run follows in ascending order:
+    /// the next [`pop_run`](FreeList::pop_run) of `len` finds it again.
+    pub(super) fn push_run(&self, first: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        let last = first + (len - 1);
+        let mut head = self.top.head.load(Ordering::Acquire);
+        loop {
+            let top = top_of(head);
+            let below = self.depth(top);
+            let mut prev = top;
+            // The last cell goes just above the old top, the first on top.
+            for (j, cell) in (first..=last).rev().enumerate() {
+                let depth = below.wrapping_add(1).wrapping_add(j as u32);
+                self.slots[cell as usize]
+                    .link
+                    .store(link(depth, prev), Ordering::Relaxed);
+                prev = cell;
+            }
+            match self.top.head.compare_exchange_weak(
+                head,
+                (head & !TOP) | u64::from(first),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
     /// Pushes `cell` (which the caller owns and no longer uses) on top.
     #[inline(always)]
     pub(super) fn push_one(&self, cell: u32) {
@@ -320,18 +444,67 @@ impl FreeList {
         self.slots.get(cell as usize).map(|slot| &slot.generation)
     }
 
-    /// Makes every cell free, 0 on top, and moves every generation forward (so every
-    /// outstanding id is stale): O(cells). `&mut self`: nothing runs concurrently.
-    pub(super) fn reset(&mut self) {
-        let cells = self.slots.len() as u32;
-        for (i, slot) in (0..cells).zip(self.slots.iter()) {
-            let next = if i + 1 == cells { NIL } else { i + 1 };
-            slot.link.store(link(cells - i, next), Ordering::Relaxed);
-            let generation = slot.generation.load(Ordering::Relaxed);
-            slot.generation
-                .store(generation.wrapping_add(1), Ordering::Relaxed);
+    /// Relinks the free cells in index order, the lowest on top, so that takes hand out
+    /// neighbouring cells (runs) while the free list allows it: O(cells), and a bitmap of
+    /// `cells / 8` bytes, allocated and freed here. `&mut self`: nothing runs concurrently.
+    /// Returns `false`, changing nothing, if the bitmap cannot be allocated.
+    pub(super) fn sort(&mut self) -> bool {
+        let mut free: Vec<u64> = Vec::new();
+        let words = self.slots.len().div_ceil(64);
+        if free.try_reserve_exact(words).is_err() {
+            return false;
+        }
+        free.resize(words, 0);
+        let mut at = top_of(self.top.head.load(Ordering::Relaxed));
+        while let Some(slot) = self.slots.get(at as usize) {
+            free[at as usize / 64] |= 1 << (at % 64);
+            at = next_of(slot.link.load(Ordering::Relaxed));
+        }
+        let mut below = NIL;
+        let mut depth = 0u32;
+        for (i, slot) in self.slots.iter().enumerate().rev() {
+            if free[i / 64] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            depth += 1;
+            slot.link.store(link(depth, below), Ordering::Relaxed);
+            below = i as u32;
         }
         let head = self.top.head.load(Ordering::Relaxed);
-        self.top.head.store(head & !TOP, Ordering::Relaxed);
+        // A new top: count it as a pop, so that no stalled pop could ever match the old head
+        // (none can run during `&mut self`; this keeps the tag's meaning simple).
+        let tag = head.wrapping_add(TAG << 32) & !TOP;
+        self.top
+            .head
+            .store(tag | u64::from(below), Ordering::Relaxed);
+        true
+    }
+
+    /// Makes every cell free, 0 on top, and moves every generation forward (so every
+    /// outstanding id is stale): O(cells). `&mut self`: nothing runs concurrently.
+    ///
+    /// A cell lent to a device copy ([`IN_FLIGHT`]) stays out: it is neither pushed nor given
+    /// a new generation. (With `&mut self` no copy that could give it back is alive; such a
+    /// cell is in flight only because its copy's guard was leaked, and then it stays lent
+    /// for ever, which is safe.)
+    pub(super) fn reset(&mut self) {
+        // Built from the bottom, so the lowest free index ends on top.
+        let mut below = NIL;
+        let mut depth = 0u32;
+        for (i, slot) in self.slots.iter().enumerate().rev() {
+            let generation = slot.generation.load(Ordering::Relaxed);
+            if generation & IN_FLIGHT != 0 {
+                continue;
+            }
+            depth += 1;
+            slot.link.store(link(depth, below), Ordering::Relaxed);
+            slot.generation
+                .store(next_generation(generation), Ordering::Relaxed);
+            below = i as u32;
+        }
+        let head = self.top.head.load(Ordering::Relaxed);
+        self.top
+            .head
+            .store((head & !TOP) | u64::from(below), Ordering::Relaxed);
     }
 }

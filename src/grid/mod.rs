@@ -75,8 +75,10 @@
 //! runs the unit tests (`tests.rs`).
 
 mod cell;
+mod flight;
 mod lane;
 mod list;
+mod run;
 
 #[cfg(all(test, loom))]
 mod loom;
@@ -84,7 +86,10 @@ mod loom;
 mod tests;
 
 pub use cell::{Cell, CellId};
+#[cfg(feature = "cuda")]
+pub(crate) use flight::Lent;
 pub use lane::GridLane;
+pub use run::{Run, RunCells};
 
 use std::fmt;
 use std::ptr::NonNull;
@@ -97,7 +102,7 @@ use crate::error::MemError;
 use crate::page::page_size;
 use crate::sync::Ordering;
 use crate::tape::Tape;
-use list::FreeList;
+use list::{FreeList, IN_FLIGHT, next_generation};
 
 const CELL_ALIGN: usize = Grid::CELL_ALIGN;
 const MAX_CELLS: usize = Grid::MAX_CELLS;
@@ -502,6 +507,8 @@ impl Grid {
     /// It is a raw pointer because `CellId` is `Copy`: its holders must agree among
     /// themselves who uses the bytes when (as with any shared raw pointer), and write only
     /// initialized bytes (the next owner of the cell may read them through a safe view).
+    /// Nobody may use it while the cell is lent to a device copy (feature `cuda`: from the
+    /// copy's start until it is seen done, the id answers `CellInFlight`).
     /// [`cell_mut`](Grid::cell_mut) and [`claim`](Grid::claim) are the safe ways to the
     /// bytes.
     ///
@@ -560,7 +567,10 @@ impl Grid {
     /// nanoseconds per cell). The bytes are left as they are.
     ///
     /// `&mut self` proves that no Cell or GridLane is alive; raw pointers from
-    /// [`cell`](Grid::cell) must not be used after it.
+    /// [`cell`](Grid::cell) must not be used after it. It also proves that no device copy of
+    /// this Grid's cells is in flight (feature `cuda`: its guard borrows the Grid), except one
+    /// whose guard was leaked: such cells stay lent to the device, out of the free list, for
+    /// the Grid's life.
     ///
     /// ```compile_fail,E0502
     /// let mut grid = unimem::Grid::new(64, 4).unwrap();
@@ -682,7 +692,9 @@ impl Grid {
     /// Checks that `id` is this Grid's and current.
     fn check(&self, id: CellId) -> Result<(), MemError> {
         let generation = self.generation(id)?;
-        let now = generation.load(Ordering::Relaxed);
+        // Acquire: if a device copy gave the cell back (`flight.rs`, a `Release`), what the
+        // device wrote happens before the caller's use of the bytes.
+        let now = generation.load(Ordering::Acquire);
         if now == id.generation() {
             Ok(())
         } else {
@@ -696,8 +708,10 @@ impl Grid {
         let generation = self.generation(id)?;
         match generation.compare_exchange(
             id.generation(),
-            id.generation().wrapping_add(1),
-            Ordering::Relaxed,
+            next_generation(id.generation()),
+            // Acquire, as in `check`: the bytes a device copy wrote before it gave the cell
+            // back are visible to whoever ends the id's use next.
+            Ordering::Acquire,
             Ordering::Relaxed,
         ) {
             Ok(_) => Ok(()),
@@ -720,10 +734,16 @@ impl Grid {
     #[cold]
     #[inline(never)]
     fn stale(&self, id: CellId, current: u64) -> MemError {
+        if current == id.generation() | IN_FLIGHT {
+            return MemError::CellInFlight {
+                grid: self.id,
+                index: id.index(),
+            };
+        }
         MemError::StaleCell {
             index: id.index(),
             generation: id.generation(),
-            current,
+            current: current & !IN_FLIGHT,
         }
     }
 

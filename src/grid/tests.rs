@@ -876,3 +876,217 @@ proptest! {
         run(&program);
     }
 }
+
+// Cells lent to a device copy (`flight.rs`).
+
+fn ids(grid: &Grid, n: usize) -> Vec<CellId> {
+    (0..n).map(|_| grid.take().unwrap().into_id()).collect()
+}
+
+#[test]
+fn lent_cells_refuse_every_use_until_given_back() {
+    let mut grid = grid(64, 8);
+    let ids = ids(&grid, 3);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let lent = grid.lend([a, b].into_iter(), false).unwrap();
+    assert_eq!(lent.len(), 2);
+    let in_flight = |id: CellId| MemError::CellInFlight {
+        grid: grid.id(),
+        index: id.index(),
+    };
+    assert_eq!(grid.release(a).unwrap_err(), in_flight(a));
+    assert_eq!(grid.claim(b).map(|_| ()).unwrap_err(), in_flight(b));
+    assert_eq!(grid.cell(a).unwrap_err(), in_flight(a));
+    assert_eq!(grid.lane(2).release(b).unwrap_err(), in_flight(b));
+    assert_eq!(in_flight(a).kind(), crate::ErrorKind::Busy);
+    // A second copy cannot have them either; the first keeps them.
+    assert_eq!(
+        grid.lend([c, b].into_iter(), true).unwrap_err(),
+        in_flight(b)
+    );
+    grid.cell(c).unwrap(); // c was given back by the refused lend
+    assert_eq!((grid.free(), grid.in_use()), (5, 3));
+    grid.give_back(lent);
+    // The same ids work again, and with `&mut` the bytes are reachable.
+    grid.cell_mut(a).unwrap().fill(1);
+    grid.claim(b).unwrap().bytes().fill(2);
+    grid.release(a).unwrap();
+    grid.release(c).unwrap();
+    assert_eq!(grid.free(), 8);
+}
+
+#[test]
+fn a_refused_lend_lends_nothing() {
+    let (grid, other) = (grid(64, 8), grid(64, 8));
+    let ids = ids(&grid, 3);
+    let stale = grid.take().unwrap().into_id();
+    grid.release(stale).unwrap();
+    let err = grid
+        .lend([ids[0], ids[1], stale, ids[2]].into_iter(), false)
+        .unwrap_err();
+    assert!(matches!(err, MemError::StaleCell { .. }), "{err:?}");
+    let foreign = other.take().unwrap().into_id();
+    let err = grid.lend([ids[0], foreign].into_iter(), true).unwrap_err();
+    assert_eq!(
+        err,
+        MemError::ForeignCell {
+            grid: grid.id(),
+            owner: other.id()
+        }
+    );
+    for id in ids {
+        grid.cell(id).unwrap();
+        grid.release(id).unwrap();
+    }
+    assert_eq!(grid.free(), 8);
+}
+
+#[test]
+fn repeats_are_lent_once_or_refused() {
+    let grid = grid(64, 8);
+    let ids = ids(&grid, 3);
+    let list = [ids[0], ids[1], ids[0], ids[2], ids[1], ids[1]];
+    let lent = grid.lend(list.into_iter(), true).unwrap();
+    assert_eq!(lent.len(), 3, "each cell once");
+    grid.give_back(lent);
+    assert_eq!(
+        grid.lend(list.into_iter(), false).unwrap_err(),
+        MemError::CopyOverlap {
+            first: 0,
+            second: 2,
+            device: false
+        }
+    );
+    for id in ids {
+        grid.release(id).unwrap(); // nothing stayed lent
+    }
+}
+
+#[test]
+fn clear_leaves_cells_lent_by_a_leaked_copy_out() {
+    let mut grid = grid(64, 6);
+    let ids = ids(&grid, 4);
+    let lent = grid.lend([ids[1], ids[3]].into_iter(), false).unwrap();
+    // The copy's guard would borrow the Grid; only a leaked one lets `clear` run.
+    grid.clear();
+    assert_eq!((grid.free(), grid.in_use()), (4, 2));
+    let taken: Vec<u32> = (0..4)
+        .map(|_| grid.take().unwrap().into_id().index())
+        .collect();
+    assert_eq!(
+        taken,
+        [0, 2, 4, 5],
+        "the lent cells stay out, the rest in order"
+    );
+    assert!(grid.take().is_none());
+    assert!(matches!(
+        grid.release(ids[1]),
+        Err(MemError::CellInFlight { index: 1, .. })
+    ));
+    assert!(matches!(
+        grid.release(ids[0]),
+        Err(MemError::StaleCell { .. })
+    ));
+    grid.give_back(lent); // what the guard would do: the lent ids are current again
+    grid.release(ids[1]).unwrap();
+    grid.release(ids[3]).unwrap();
+}
+
+// Runs (`run.rs`).
+
+#[test]
+fn runs_come_from_the_top_of_the_free_list() {
+    let grid = grid(100, 10);
+    assert!(grid.take_run(0).is_none());
+    assert!(grid.take_run(11).is_none());
+    let mut run = grid.take_run(4).unwrap();
+    assert_eq!(
+        (run.first(), run.len(), run.offset(), run.size()),
+        (0, 4, 0, 512)
+    );
+    assert_eq!(run.address(), grid.tape().block().address());
+    run.bytes().fill(7);
+    assert_eq!(run.as_slice::<u64>().len(), 64);
+    assert_eq!(grid.in_use(), 4);
+    let next = grid.take_run(3).unwrap();
+    assert_eq!(next.first(), 4);
+    drop(run); // back on top, lowest first
+    assert_eq!(grid.free(), 7);
+    let again = grid.take_run(4).unwrap();
+    assert_eq!(again.first(), 0);
+    assert!(again.as_slice::<u8>().iter().all(|&b| b == 7));
+    // Fewer free than asked: nothing changes.
+    assert!(grid.take_run(4).is_none());
+    assert_eq!(grid.free(), 3);
+    drop((again, next));
+    assert_eq!(grid.free(), 10);
+}
+
+#[test]
+fn descending_runs_and_scattered_lists() {
+    let mut grid = grid(64, 8);
+    let cells: Vec<Cell<'_>> = (0..4).map(|_| grid.take().unwrap()).collect();
+    for cell in cells {
+        drop(cell); // 0, 1, 2, 3 given back one by one: 3 on top, then 2, 1, 0
+    }
+    let run = grid.take_run(3).unwrap();
+    assert_eq!((run.first(), run.len()), (1, 3), "3, 2, 1 is the run 1..4");
+    drop(run);
+    let [a, b, c] = [(); 3].map(|_| grid.take().unwrap());
+    let (ia, ic) = (a.index(), c.index());
+    drop(a);
+    drop(c);
+    // The top two are not neighbours now.
+    assert_eq!(ic.abs_diff(ia), 2);
+    assert!(grid.take_run(2).is_none());
+    drop(b);
+    assert!(grid.sort_free_list());
+    let run = grid.take_run(8).unwrap();
+    assert_eq!(run.first(), 0);
+    drop(run);
+    assert_eq!(grid.free(), 8);
+}
+
+#[test]
+fn run_cells_split_and_go_home() {
+    let grid = grid(64, 8);
+    let run = grid.take_run(5).unwrap();
+    let mut cells = run.into_cells();
+    assert_eq!(cells.len(), 5);
+    let first = cells.next().unwrap();
+    let second = cells.next().unwrap();
+    assert_eq!((first.index(), second.index()), (0, 1));
+    drop(cells); // 2, 3, 4 go back, as a run
+    assert_eq!(grid.free(), 6);
+    let ids = [first.into_id(), second.into_id()];
+    let rest = grid.take_run(3).unwrap();
+    assert_eq!(rest.first(), 2);
+    drop(rest);
+    for id in ids {
+        grid.release(id).unwrap();
+    }
+    assert_eq!(grid.free(), 8);
+}
+
+#[test]
+fn runs_race_with_takes_without_sharing_cells() {
+    let grid = grid(64, 64);
+    let rounds = scaled(2000, 20);
+    std::thread::scope(|s| {
+        for t in 0..2u8 {
+            let grid = &grid;
+            s.spawn(move || {
+                for _ in 0..rounds {
+                    if let Some(mut run) = grid.take_run(4) {
+                        run.bytes().fill(t);
+                        assert!(run.as_slice::<u8>().iter().all(|&b| b == t));
+                    }
+                    let mut cell = grid.take().unwrap();
+                    cell.bytes().fill(t + 10);
+                    assert!(cell.as_slice::<u8>().iter().all(|&b| b == t + 10));
+                }
+            });
+        }
+    });
+    assert_eq!(grid.free(), 64);
+}
