@@ -4,12 +4,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid`.
+// operating system or hand out raw memory: `ffi`, `block`, `tape`, `grid` and `dlpack`.
 
 #[allow(unsafe_code)]
 mod block;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "dlpack")]
+#[allow(unsafe_code)]
+pub mod dlpack;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
@@ -17,6 +20,7 @@ mod ffi;
 mod grid;
 mod layout;
 mod limits;
+mod owner;
 mod padded;
 mod page;
 mod sync;
@@ -34,5 +38,6 @@ pub use ffi::fault;
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
+pub use owner::Owner;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

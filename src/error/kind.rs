@@ -137,7 +137,8 @@ impl MemError {
             | MemError::ReadMisaligned { .. }
             | MemError::BadSurfaceShape { .. }
             | MemError::ModelZero { .. }
-            | MemError::ModelOverflow { .. } => K::InvalidInput,
+            | MemError::ModelOverflow { .. }
+            | MemError::BadTensorView { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,
@@ -145,7 +146,8 @@ impl MemError {
             MemError::ShareReadOnly { .. }
             | MemError::NotWritable { .. }
             | MemError::TapeReadOnly { .. }
-            | MemError::TapeNotFrozen { .. } => K::AccessDenied,
+            | MemError::TapeNotFrozen { .. }
+            | MemError::NotFrozen { .. } => K::AccessDenied,
             MemError::AlreadyMapped { .. }
             | MemError::FreezeBusy { .. }
             | MemError::FreezeRegistered { .. }

@@ -395,6 +395,32 @@ impl fmt::Display for MemError {
                  writable, or read the ReadOnlyBlock before wrapping it, under the writer's \
                  protocol"
             ),
+            MemError::NotFrozen { id } => write!(
+                f,
+                "Block {id} is read-only here but not frozen: the process that shared it may \
+                 still write its bytes, so unimem gives no view of them that promises they stay \
+                 put (a DLPack tensor, a buffer). Freeze it (ReadOnlyBlock::freeze, in any \
+                 process, once no process maps it writable), or copy the bytes out under the \
+                 writer's protocol"
+            ),
+            MemError::BadTensorView {
+                reason,
+                bytes,
+                needed,
+            } => {
+                write!(
+                    f,
+                    "a tensor view of {} cannot be made: {reason}",
+                    Bytes(bytes as u64)
+                )?;
+                if let Some(needed) = needed {
+                    write!(f, " (it needs {})", Bytes(needed))?;
+                }
+                f.write_str(
+                    ". Give a data type of whole bytes and a shape whose elements fit the \
+                     exported bytes, at an offset aligned to the element size",
+                )
+            }
             MemError::WireRefused {
                 requested,
                 errno,

@@ -354,6 +354,23 @@ pub enum MemError {
         /// `false`: it is writable here, and a read would alias its own takes.
         read_only: bool,
     },
+    /// A read-only Block that is not frozen, asked for something only a frozen Block gives
+    /// (a DLPack tensor, a Python buffer): the process that shared it may still write the
+    /// bytes.
+    NotFrozen {
+        /// The Block's id in this process.
+        id: u32,
+    },
+    /// A DLPack tensor description (data type, shape) the exported bytes cannot hold.
+    BadTensorView {
+        /// What is wrong with it.
+        reason: &'static str,
+        /// Bytes the tensor covers.
+        bytes: usize,
+        /// Bytes the description needs, or `None` when not computable (an overflow, a bad
+        /// data type).
+        needed: Option<u64>,
+    },
     /// macOS refused to wire (pin) an IOSurface's pages with `mlock` under
     /// [`Pin::Required`](crate::Pin::Required).
     WireRefused {
