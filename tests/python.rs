@@ -42,8 +42,8 @@ fn python_package() {
     if !works(&python, &["--version"]) {
         return skip_or_fail(&format!("no {python}"));
     }
-    if !works("maturin", &["--version"]) {
-        return skip_or_fail("no maturin");
+    if !works(&python, &["-m", "maturin", "--version"]) {
+        return skip_or_fail(&format!("{python} has no maturin"));
     }
     for module in ["pytest", "numpy"] {
         if !works(&python, &["-c", &format!("import {module}")]) {
