@@ -207,9 +207,7 @@ impl PyBlock {
     ) -> PyResult<Py<PyAny>> {
         let _ = stream; // host memory: nothing to order against a stream
         check_request(max_version, copy)?;
-        if let Some(device) = dl_device
-            && device != (K_DL_CPU, 0)
-        {
+        if let Some(device) = dl_device.filter(|&d| d != (K_DL_CPU, 0)) {
             return Err(PyBufferError::new_err(format!(
                 "a Block exports kDLCPU (1, 0), not {device:?}; for kDLCUDAHost ask \
                  block.register_cuda() for the tensor"
