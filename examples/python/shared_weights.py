@@ -125,7 +125,11 @@ def server(workers: int, mib: int) -> int:
     finally:
         for child, here in children:
             here.close()
-            child.wait(timeout=300)
+            try:
+                child.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
     ok = True
     for r in reports:
         close = abs(r["sum"] - expected) <= 1e-3 * max(1.0, abs(expected))
