@@ -4,13 +4,16 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // `unsafe` is denied at the root and allowed only in the modules that talk to the
-// operating system or hand out raw memory: `ffi`, `block`, `tape` and `grid` (and the
-// driver-owning modules of the `cuda` and `remote` features).
+// operating system or hand out raw memory: `ffi`, `block`, `tape`, `grid` and `dlpack` (and
+// the driver-owning modules of the `cuda` and `remote` features).
 
 #[allow(unsafe_code)]
 mod block;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "dlpack")]
+#[allow(unsafe_code)]
+pub mod dlpack;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
@@ -18,6 +21,7 @@ mod ffi;
 mod grid;
 mod layout;
 mod limits;
+mod owner;
 mod padded;
 mod page;
 #[cfg(all(feature = "ucx", unix, not(miri)))]
@@ -38,5 +42,6 @@ pub use ffi::fault;
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane, Run, RunCells};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
 pub use limits::Limits;
+pub use owner::Owner;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

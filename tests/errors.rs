@@ -707,6 +707,44 @@ fn tape_not_frozen() {
 }
 
 #[test]
+fn not_frozen_names_the_views_it_refuses() {
+    let t = text(MemError::NotFrozen { id: 12, size: 4096 });
+    contains_all(&t, &["Block 12", "not frozen", "may still write", "DLPack", "freeze"]);
+    assert_eq!(
+        MemError::NotFrozen { id: 1, size: 1 }.kind(),
+        unimem::ErrorKind::AccessDenied
+    );
+}
+
+#[test]
+fn bad_tensor_view() {
+    let t = text(MemError::BadTensorView {
+        reason: "the shape needs more bytes than the tensor covers",
+        bytes: 4096,
+        needed: Some(8192),
+    });
+    contains_all(
+        &t,
+        &["4.0 KiB", "8.0 KiB", "shape needs more bytes", "data type"],
+    );
+    let t = text(MemError::BadTensorView {
+        reason: "the element count overflows",
+        bytes: 64,
+        needed: None,
+    });
+    assert!(!t.contains("needs 0"), "{t}");
+    assert_eq!(
+        MemError::BadTensorView {
+            reason: "",
+            bytes: 0,
+            needed: None
+        }
+        .kind(),
+        unimem::ErrorKind::InvalidInput
+    );
+}
+
+#[test]
 fn wire_refused() {
     let t = text(MemError::WireRefused {
         requested: 64 << 20,

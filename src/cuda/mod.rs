@@ -11,6 +11,7 @@
 //! | [`Device`], [`Attribute`] | a device, its name and capabilities |
 //! | [`Context`] | a retained primary context; fills and copies on device addresses |
 //! | [`CudaBlock`] | a Block registered with a device ([`Extent::register_cuda`](crate::Extent::register_cuda)) |
+//! | [`Registered`] | a registration that owns its memory (an [`Owner`](crate::Owner)): no borrow, for C and Python |
 //! | [`DeviceMemory`] | memory on the device (`cuMemAlloc`) |
 //! | [`HostMemory`] | CUDA's own pinned host memory (`cuMemAllocHost`), the baseline |
 //! | [`Stream`] | a stream of a context: the queue batched copies go into |
@@ -84,6 +85,6 @@ pub use device::{Attribute, Device};
 pub use device_memory::DeviceMemory;
 pub use driver::Driver;
 pub use host_memory::HostMemory;
-pub use registration::CudaBlock;
 pub(crate) use registration::Registration;
+pub use registration::{CudaBlock, Registered};
 pub use stream::Stream;

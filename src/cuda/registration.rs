@@ -44,6 +44,7 @@ use std::fmt;
 use super::{Attribute, Context, Device, Driver};
 use crate::block::{Access, Extent};
 use crate::error::MemError;
+use crate::owner::Owner;
 
 /// `CU_MEMHOSTREGISTER_PORTABLE`: the registration is seen by every context, not only the
 /// one that made it.
@@ -370,6 +371,112 @@ impl fmt::Debug for CudaBlock<'_> {
             .field("device_ptr", &format_args!("{:#x}", self.device_ptr()))
             .field("size", &self.extent.size())
             .field("read_only", &self.is_read_only())
+            .finish()
+    }
+}
+
+/// A registration that owns its memory: an [`Owner`] (a Block, a Tape, an `Arc` of one)
+/// registered with a CUDA device for as long as this value lives, with no borrow.
+///
+/// [`CudaBlock`] borrows the Block, which is right in Rust code but cannot cross into C or
+/// Python, where nothing enforces a borrow; [`CudaBlock::keep`] lasts as long as the Block.
+/// `Registered` sits between: it holds the owner itself, so the memory cannot be unmapped
+/// while registered, and dropping it unregisters (synchronize, unregister, release the
+/// context), then drops the owner. It is itself an [`Owner`], which a DLPack tensor
+/// (feature `dlpack`) keeps alive, so a tensor that says `kDLCUDAHost` never outlives the
+/// registration that makes it true.
+///
+/// `Registered` is `Send` and `Sync`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use unimem::Block;
+/// use unimem::cuda::{Driver, Registered};
+///
+/// let block = Arc::new(Block::open(64 << 20)?);
+/// let registered = Registered::new(Arc::clone(&block), &Driver::load()?, 0)?;
+/// let kernel_arg = registered.device_ptr() + 4096;
+/// # let _ = kernel_arg;
+/// drop(registered); // unregistered; `block` is still ours
+/// # Ok::<(), unimem::MemError>(())
+/// ```
+pub struct Registered<O: Owner> {
+    /// Declared first: dropped (unregistered) before the owner.
+    registration: Registration,
+    owner: O,
+}
+
+impl<O: Owner> Registered<O> {
+    /// Registers the owner's whole Block with device `device`, as
+    /// [`Extent::register_cuda`] does, and keeps the owner.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Extent::register_cuda`]; the owner is dropped.
+    pub fn new(owner: O, driver: &Driver, device: u32) -> Result<Registered<O>, MemError> {
+        let registration = owner.extent().register_cuda(driver, device)?.registration;
+        // The borrow of `owner` ended with the `CudaBlock`; the registration names the
+        // mapping by address, which does not move when `owner` does.
+        Ok(Registered {
+            registration,
+            owner,
+        })
+    }
+
+    /// The device address of the first byte (equal to the host address with unified
+    /// addressing).
+    pub fn device_ptr(&self) -> u64 {
+        self.registration.device_ptr
+    }
+
+    /// The device the registration was made with.
+    pub fn device(&self) -> Device {
+        self.registration.context.device()
+    }
+
+    /// The primary context the registration was made in.
+    pub fn context(&self) -> &Context {
+        &self.registration.context
+    }
+
+    /// Whether the device may only read the memory (a read-only mapping).
+    pub fn is_read_only(&self) -> bool {
+        self.registration.read_only
+    }
+
+    /// The owner.
+    pub fn owner(&self) -> &O {
+        &self.owner
+    }
+
+    /// Unregisters and gives the owner back.
+    pub fn into_owner(self) -> O {
+        let Registered {
+            registration,
+            owner,
+        } = self;
+        drop(registration);
+        owner
+    }
+}
+
+impl<O: Owner> crate::owner::sealed::Sealed for Registered<O> {
+    fn owned(&self) -> &Extent {
+        self.owner.extent()
+    }
+    fn check_shared(&self) -> Result<(), MemError> {
+        self.owner.check_shared()
+    }
+    fn registered_device(&self) -> Option<u32> {
+        Some(self.device().ordinal())
+    }
+}
+
+impl<O: Owner> fmt::Debug for Registered<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registered")
+            .field("registration", &self.registration)
+            .field("block", &self.owner.extent().id())
             .finish()
     }
 }

@@ -149,7 +149,8 @@ impl MemError {
             | MemError::CudaNotRegistered { .. }
             | MemError::CudaStreamContext { .. }
             | MemError::CopyOutOfRange { .. }
-            | MemError::CopyOverlap { .. } => K::InvalidInput,
+            | MemError::CopyOverlap { .. }
+            | MemError::BadTensorView { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,

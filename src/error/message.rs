@@ -504,8 +504,8 @@ impl fmt::Display for MemError {
             MemError::NotFrozen { id, size } => write!(
                 f,
                 "Block {id} ({}) is read-only here but not frozen: another process may still \
-                 write its bytes, so a &[T] view of them could change while it lives (a data \
-                 race). Copy them out with ReadOnlyBlock::read_into (sound while others \
+                 write its bytes, so a &[T] view of them (a DLPack tensor, a buffer) could change \
+                 while it lives (a data race). Copy them out with ReadOnlyBlock::read_into (sound while others \
                  write), freeze the Block (Block::freeze by its owner, or \
                  ReadOnlyBlock::freeze once no process maps it writable), or use \
                  ReadOnlyBlock::read_unfrozen (unsafe) under the writer's protocol",
@@ -529,6 +529,24 @@ impl fmt::Display for MemError {
                  writable, or copy the bytes out of the ReadOnlyBlock (read_into) before \
                  wrapping it"
             ),
+            MemError::BadTensorView {
+                reason,
+                bytes,
+                needed,
+            } => {
+                write!(
+                    f,
+                    "a tensor view of {} cannot be made: {reason}",
+                    Bytes(bytes as u64)
+                )?;
+                if let Some(needed) = needed {
+                    write!(f, " (it needs {})", Bytes(needed))?;
+                }
+                f.write_str(
+                    ". Give a data type of whole bytes and a shape whose elements fit the \
+                     exported bytes, at an offset aligned to the element size",
+                )
+            }
             MemError::WireRefused {
                 requested,
                 errno,

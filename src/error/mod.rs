@@ -433,9 +433,9 @@ pub enum MemError {
         /// The Block is frozen (no process can change its bytes).
         frozen: bool,
     },
-    /// A shared view (`&[T]`) of a read-only Block that is not frozen: another process may
-    /// still write its bytes, so the view could change while it lives, a data race by
-    /// Rust's rules.
+    /// A shared view (`&[T]`, a DLPack tensor, a Python buffer) of a read-only Block that is
+    /// not frozen: another process may still write its bytes, so the view could change
+    /// while it lives, a data race by Rust's rules.
     NotFrozen {
         /// The Block's id in this process.
         id: u32,
@@ -449,6 +449,16 @@ pub enum MemError {
         /// The Tape is read-only here (another process may still write the bytes);
         /// `false`: it is writable here, and a read would alias its own takes.
         read_only: bool,
+    },
+    /// A DLPack tensor description (data type, shape) the exported bytes cannot hold.
+    BadTensorView {
+        /// What is wrong with it.
+        reason: &'static str,
+        /// Bytes the tensor covers.
+        bytes: usize,
+        /// Bytes the description needs, or `None` when not computable (an overflow, a bad
+        /// data type).
+        needed: Option<u64>,
     },
     /// macOS refused to wire (pin) an IOSurface's pages with `mlock` under
     /// [`Pin::Required`](crate::Pin::Required).

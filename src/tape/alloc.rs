@@ -1,5 +1,11 @@
-//! `impl allocator_api2::alloc::Allocator for &Tape` (feature `allocator-api2`), so that
+//! `impl Allocator for &Tape` for both lines of allocator-api2: **0.2** (feature
+//! `allocator-api2`), the line hashbrown, bumpalo and most collections accept, and **0.4**
+//! (feature `allocator-api2-04`). So `hashbrown::HashMap::new_in(&tape)`,
 //! `allocator_api2::vec::Vec::new_in(&tape)` and `Box::new_in(x, &tape)` work.
+//!
+//! The two traits have the same methods with the same contracts, and both take
+//! `core::alloc::Layout`; one body ([`Bump`]) serves both, and a macro writes each impl as
+//! a forwarding shell, so the second line costs an optional dependency and no logic.
 //!
 //! A bump allocator frees nothing one allocation at a time, with one exception that makes
 //! a growing `Vec` cheap: the **last** allocation (the one ending at the head).
@@ -17,49 +23,54 @@
 //! mistaken for the last one at a smaller size: the head stays at or past its original
 //! end until it is deallocated (only the owner of the last allocation moves the head back).
 
+use std::alloc::Layout;
 use std::ptr::{self, NonNull};
-
-use allocator_api2::alloc::{AllocError, Allocator, Layout};
 
 use super::Tape;
 
-// SAFETY:
-// - a returned block stays valid until it is deallocated or the Tape is cleared or dropped;
-//   `clear` needs `&mut Tape` and dropping needs ownership, neither possible while the
-//   `&Tape` allocator (and so anything allocated with it) is alive;
-// - every block is a take of the Tape, disjoint from every other live one; `deallocate`
-//   and `shrink` move the head back only over the caller's own last allocation;
-// - copies of `&Tape` are the same allocator: a block from one can be freed by another.
-unsafe impl Allocator for &Tape {
+/// The allocator's body, shared by the impls of both allocator-api2 lines. `None` is the
+/// trait's `AllocError`.
+pub(crate) struct Bump<'t>(pub(crate) &'t Tape);
+
+impl Bump<'_> {
     #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    pub(crate) fn allocate(&self, layout: Layout) -> Option<NonNull<[u8]>> {
         if layout.size() == 0 {
-            return Ok(dangling(layout));
+            return Some(dangling(layout));
         }
-        let (_, start) = self.bump(layout.size(), layout.align()).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(self.at(start), layout.size()))
+        let (_, start) = self.0.bump(layout.size(), layout.align())?;
+        Some(NonNull::slice_from_raw_parts(
+            self.0.at(start),
+            layout.size(),
+        ))
     }
 
+    /// # Safety
+    ///
+    /// The `Allocator::deallocate` contract: `ptr` was allocated by this Tape with `layout`.
     #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+    pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
-            let start = ptr.as_ptr().addr() - self.base_addr();
-            self.give_back(start, start + layout.size());
+            let start = ptr.as_ptr().addr() - self.0.base_addr();
+            self.0.give_back(start, start + layout.size());
         }
     }
 
-    unsafe fn grow(
+    /// # Safety
+    ///
+    /// The `Allocator::grow` contract.
+    pub(crate) unsafe fn grow(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
+    ) -> Option<NonNull<[u8]>> {
         if old.size() != 0 && ptr.as_ptr().addr() & (new.align() - 1) == 0 {
-            let start = ptr.as_ptr().addr() - self.base_addr();
+            let start = ptr.as_ptr().addr() - self.0.base_addr();
             // `start + new.size()` cannot overflow: `start <= total <= isize::MAX` and a
             // Layout's size is at most `isize::MAX`.
-            if self.extend(start + old.size(), start + new.size()) {
-                return Ok(NonNull::slice_from_raw_parts(ptr, new.size()));
+            if self.0.extend(start + old.size(), start + new.size()) {
+                return Some(NonNull::slice_from_raw_parts(ptr, new.size()));
             }
         }
         let moved = self.allocate(new)?;
@@ -69,15 +80,18 @@ unsafe impl Allocator for &Tape {
             ptr::copy_nonoverlapping(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size());
             self.deallocate(ptr, old);
         }
-        Ok(moved)
+        Some(moved)
     }
 
-    unsafe fn grow_zeroed(
+    /// # Safety
+    ///
+    /// The `Allocator::grow_zeroed` contract.
+    pub(crate) unsafe fn grow_zeroed(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
+    ) -> Option<NonNull<[u8]>> {
         // SAFETY: the caller's contract is `grow`'s.
         let grown = unsafe { self.grow(ptr, old, new)? };
         // SAFETY: `grown` is valid for `new.size()` bytes; the tail past `old.size()` is
@@ -89,24 +103,27 @@ unsafe impl Allocator for &Tape {
                 .add(old.size())
                 .write_bytes(0, new.size() - old.size());
         }
-        Ok(grown)
+        Some(grown)
     }
 
-    unsafe fn shrink(
+    /// # Safety
+    ///
+    /// The `Allocator::shrink` contract.
+    pub(crate) unsafe fn shrink(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
+    ) -> Option<NonNull<[u8]>> {
         if new.size() == 0 {
             // SAFETY: the caller's contract.
             unsafe { self.deallocate(ptr, old) };
-            return Ok(dangling(new));
+            return Some(dangling(new));
         }
         if ptr.as_ptr().addr() & (new.align() - 1) == 0 {
-            let start = ptr.as_ptr().addr() - self.base_addr();
-            self.give_back(start + new.size(), start + old.size());
-            return Ok(NonNull::slice_from_raw_parts(ptr, new.size()));
+            let start = ptr.as_ptr().addr() - self.0.base_addr();
+            self.0.give_back(start + new.size(), start + old.size());
+            return Some(NonNull::slice_from_raw_parts(ptr, new.size()));
         }
         let moved = self.allocate(new)?;
         // SAFETY: `ptr` is valid for `old.size() >= new.size()` bytes, `moved` for
@@ -115,7 +132,7 @@ unsafe impl Allocator for &Tape {
             ptr::copy_nonoverlapping(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), new.size());
             self.deallocate(ptr, old);
         }
-        Ok(moved)
+        Some(moved)
     }
 }
 
@@ -125,3 +142,66 @@ fn dangling(layout: Layout) -> NonNull<[u8]> {
     // SAFETY: an alignment is never 0.
     NonNull::slice_from_raw_parts(unsafe { NonNull::new_unchecked(ptr) }, 0)
 }
+
+/// `unsafe impl $krate::alloc::Allocator for &Tape`, forwarding to [`Bump`].
+macro_rules! allocator_impl {
+    ($krate:ident) => {
+        // SAFETY:
+        // - a returned block stays valid until it is deallocated or the Tape is cleared or
+        //   dropped; `clear` needs `&mut Tape` and dropping needs ownership, neither
+        //   possible while the `&Tape` allocator (and so anything allocated with it) is
+        //   alive;
+        // - every block is a take of the Tape, disjoint from every other live one;
+        //   `deallocate` and `shrink` move the head back only over the caller's own last
+        //   allocation;
+        // - copies of `&Tape` are the same allocator: a block from one can be freed by
+        //   another.
+        unsafe impl $krate::alloc::Allocator for &Tape {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, $krate::alloc::AllocError> {
+                Bump(self).allocate(layout).ok_or($krate::alloc::AllocError)
+            }
+
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                // SAFETY: the trait's contract is `Bump::deallocate`'s.
+                unsafe { Bump(self).deallocate(ptr, layout) }
+            }
+
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $krate::alloc::AllocError> {
+                // SAFETY: the trait's contract is `Bump::grow`'s.
+                unsafe { Bump(self).grow(ptr, old, new) }.ok_or($krate::alloc::AllocError)
+            }
+
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $krate::alloc::AllocError> {
+                // SAFETY: the trait's contract is `Bump::grow_zeroed`'s.
+                unsafe { Bump(self).grow_zeroed(ptr, old, new) }.ok_or($krate::alloc::AllocError)
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $krate::alloc::AllocError> {
+                // SAFETY: the trait's contract is `Bump::shrink`'s.
+                unsafe { Bump(self).shrink(ptr, old, new) }.ok_or($krate::alloc::AllocError)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "allocator-api2")]
+allocator_impl!(allocator_api2);
+#[cfg(feature = "allocator-api2-04")]
+allocator_impl!(allocator_api2_04);

@@ -59,7 +59,7 @@ mod lane;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod read_only;
 
-#[cfg(feature = "allocator-api2")]
+#[cfg(any(feature = "allocator-api2", feature = "allocator-api2-04"))]
 mod alloc;
 #[cfg(all(test, loom))]
 mod loom;
@@ -517,7 +517,7 @@ impl Tape {
 
     /// Extends the last take, `..end`, to `..new_end` if it is still the last one: says
     /// whether it did.
-    #[cfg(feature = "allocator-api2")]
+    #[cfg(any(feature = "allocator-api2", feature = "allocator-api2-04"))]
     pub(crate) fn extend(&self, end: usize, new_end: usize) -> bool {
         new_end <= self.total
             && self

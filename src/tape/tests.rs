@@ -456,6 +456,42 @@ mod allocator {
         }
     }
 
+    #[test]
+    fn a_hashbrown_map_lives_in_the_tape() {
+        let tape = tape(16 * page());
+        let mut map = hashbrown::HashMap::new_in(&tape);
+        let n = scaled(500, 50);
+        for i in 0..n as u64 {
+            map.insert(i, i * i);
+        }
+        assert_eq!(map.len(), n);
+        assert!((0..n as u64).all(|i| map[&i] == i * i));
+        assert!(tape.used() > 0);
+        // The table's memory is inside the Block.
+        let (k, _) = map.iter().next().unwrap();
+        assert!(tape.owns(k));
+    }
+
+    #[test]
+    fn try_reserve_fails_cleanly_when_the_tape_is_full() {
+        let tape = tape(page());
+        let mut v: Vec<u64, _> = Vec::new_in(&tape);
+        v.extend(0..64);
+        let used = tape.used();
+        // More than the Tape holds: an error, and the Vec and the Tape are unchanged.
+        assert!(v.try_reserve(page()).is_err());
+        assert!(v.try_reserve_exact(page()).is_err());
+        assert!(v.iter().copied().eq(0..64));
+        assert_eq!(tape.used(), used);
+        // What fits still fits, in place (the Vec is the last allocation).
+        let room = (page() - used) / 8;
+        v.try_reserve_exact(room).unwrap();
+        assert_eq!(tape.offset_of(v.as_ptr()), Some(0));
+        assert_eq!(tape.free(), page() - v.capacity() * 8);
+        drop(v);
+        assert_eq!(tape.used(), 0);
+    }
+
     /// Safe code can leave uninitialized bytes in the Tape through the allocator; typed
     /// takes must not hand them out as `u8`s. Miri checks this one.
     #[test]
@@ -472,6 +508,26 @@ mod allocator {
         assert!(bytes.iter().all(|&b| b == 0));
         let mut lane = tape.lane(128);
         assert!(lane.take_slice::<u8>(64).unwrap().iter().all(|&b| b == 0));
+    }
+}
+
+/// The same impl through allocator-api2 0.4 (feature `allocator-api2-04`).
+#[cfg(feature = "allocator-api2-04")]
+mod allocator_04 {
+    use allocator_api2_04::vec::Vec;
+
+    use super::*;
+
+    #[test]
+    fn a_vec_grows_in_place_and_try_reserve_fails_cleanly() {
+        let tape = tape(page());
+        let mut v = Vec::new_in(&tape);
+        v.extend(0..100u32);
+        assert_eq!(tape.offset_of(v.as_ptr()), Some(0));
+        assert!(v.try_reserve(page()).is_err());
+        assert!(v.iter().copied().eq(0..100));
+        drop(v);
+        assert_eq!(tape.used(), 0);
     }
 }
 
