@@ -489,7 +489,8 @@ impl Stream<'_> {
     /// As [`to_device`](Stream::to_device), with [`CopyOverlap`](MemError::CopyOverlap)
     /// (`device: false`) for overlapping host ranges, and
     /// [`NotWritable`](MemError::NotWritable) for a Block this process may not write (a
-    /// read-only import, a frozen Block).
+    /// read-only import, a Block made read-only, a frozen Block; `sealed` when its memfd
+    /// carries a write seal).
     pub unsafe fn to_host<'e>(
         &self,
         extent: &'e Extent,
@@ -577,7 +578,7 @@ impl Stream<'_> {
         if direction == Direction::ToHost && !writable(extent) {
             return Err(MemError::NotWritable {
                 id: extent.id(),
-                sealed: frozen(extent),
+                sealed: write_sealed(extent),
             });
         }
         let entries = ranges.iter().map(|r| (r.offset, r.len, r.device));
@@ -922,6 +923,24 @@ impl Queue<'_, '_, '_> {
 /// Whether this process may write the Block's bytes (a device copy into it needs that).
 fn writable(extent: &Extent) -> bool {
     extent.access() == Access::ReadWrite && !frozen(extent)
+}
+
+/// Whether the Block's memfd carries a write seal, as [`MemError::NotWritable`]'s `sealed`
+/// says: `F_SEAL_FUTURE_WRITE` (shared read-only or made read-only: no new writer, ever) or
+/// `F_SEAL_WRITE` (frozen). Seals belong to the file, so an import sees its sharer's; a
+/// read-only import of an unsealed file is only mapped read-only here. Linux only (nothing
+/// is sealed elsewhere); `false` if the kernel cannot say.
+fn write_sealed(extent: &Extent) -> bool {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        crate::ffi::linux::get_seals(extent.fd())
+            .is_ok_and(|seals| seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) != 0)
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        let _ = extent;
+        false
+    }
 }
 
 /// Whether the Block is frozen (Linux; nothing is frozen elsewhere).

@@ -597,6 +597,79 @@ fn bad_lists_are_refused_before_anything_moves() {
     }
 }
 
+/// A copy to the host into a Block this process may not write (a read-only import, a
+/// Block made read-only, a frozen one) is refused before anything moves (`NotWritable`):
+/// the device would fault there. Copies from it to the device work.
+#[cfg(target_os = "linux")]
+#[test]
+fn copies_into_a_block_this_process_may_not_write_are_refused() {
+    let Some(driver) = gpu("copy::copies_into_a_block_this_process_may_not_write_are_refused")
+    else {
+        return;
+    };
+    let context = driver.device(0).unwrap().context().unwrap();
+    let stream = context.stream().unwrap();
+    let memory = context.alloc(64 << 10).unwrap();
+    let d = memory.device_ptr();
+    let owner = || {
+        let mut block = unimem::Block::builder(MIB)
+            .pin(Pin::BestEffort)
+            .open()
+            .unwrap();
+        for (i, b) in block.as_bytes_mut().iter_mut().enumerate() {
+            *b = cell_byte(9, i);
+        }
+        block
+    };
+    // A read-only import of a read-write share (the owner gone): no seal on the file, but
+    // this process mapped it read-only.
+    let share = common::share_read_write(&owner()).unwrap();
+    let import = unimem::Block::import_read_only(share, Pin::BestEffort).unwrap();
+    // The Block made read-only by its owner: sealed against new writers, not frozen.
+    let read_only = owner().into_read_only().unwrap();
+    // A frozen Block.
+    let frozen = owner().freeze().unwrap();
+    assert!(frozen.is_frozen() && !read_only.is_frozen() && !import.is_frozen());
+    for (block, sealed) in [(&import, false), (&read_only, true), (&frozen, true)] {
+        let registered = block.register_cuda(&driver, 0).unwrap();
+        assert!(registered.is_read_only());
+        registered.keep();
+        let ranges = [
+            CopyRange::new(0, 4096, d),
+            CopyRange::new(MIB - 100, 100, d + 8192),
+        ];
+        // SAFETY: our device memory, disjoint; nothing writes the Block.
+        unsafe {
+            context.memset_d8(d, 0, memory.size()).unwrap();
+            done(stream.to_device(block, &ranges).unwrap());
+        }
+        let device = read(&context, &memory);
+        for r in &ranges {
+            let at = (r.device - d) as usize;
+            assert!(
+                (0..r.len).all(|j| device[at + j] == cell_byte(9, r.offset + j)),
+                "{r:?} read from a read-only Block"
+            );
+        }
+        // SAFETY: refused before any device access.
+        let err = unsafe { stream.to_host(block, &ranges) }.unwrap_err();
+        assert_eq!(
+            err,
+            MemError::NotWritable {
+                id: block.id(),
+                sealed
+            }
+        );
+        assert_eq!(err.kind(), unimem::ErrorKind::AccessDenied);
+        let mut bytes = vec![0u8; MIB];
+        block.read_into(0, &mut bytes).unwrap();
+        assert!(
+            bytes.iter().enumerate().all(|(i, &b)| b == cell_byte(9, i)),
+            "nothing was written"
+        );
+    }
+}
+
 /// Fault injection, in processes of their own (the rules are process-wide).
 #[cfg(feature = "fault-injection")]
 mod faults {
