@@ -1,12 +1,13 @@
-//! Grid cells moved between two processes through UCX (feature `ucx`), over TCP loopback
-//! (`UCX_TLS=tcp`) and over shared memory (`UCX_TLS=sm,tcp`: the cells move through
-//! `cma`, UCX's control messages through TCP; `sm,self` alone is refused, tested).
+//! Grid cells moved between two processes through UCX (feature `ucx`), with `UCX_TLS=tcp`
+//! (loopback) and with the shared-memory transports enabled too (`UCX_TLS=sm,tcp`; UCX 1.13
+//! moves registered memory over TCP then as well, `specs/remote.md`, "Shared memory in UCX
+//! 1.13"; `sm,self` alone is refused, tested).
 //!
 //! Each moving test runs as a child of the test binary with `UCX_TLS` set at `exec` (the
 //! harness process never changes its environment); that child is the importer and starts
 //! the exporter, a grandchild with the same environment, over a socketpair
-//! (`tests/common`'s `Peer`). Without UCX each test prints `test NAME: skipped: no UCX: ...`
-//! on stderr and passes; `UNIMEM_REQUIRE_UCX=1` (set by `.ci/run`) makes that a failure.
+//! (`tests/common`'s `Peer`). Without UCX each test skips (`tests/common`'s `skip`,
+//! requirement `UCX`); `UNIMEM_REQUIRE_UCX=1` (set by `.ci/run`) makes that a failure.
 
 #![cfg(all(feature = "ucx", target_os = "linux"))]
 
@@ -23,8 +24,9 @@ use unimem::{Cell, ErrorKind, Grid, MemError, Pin};
 const CELL: usize = 16 << 10;
 const CELLS: usize = 32;
 const WAIT: Duration = Duration::from_secs(20);
-/// Shared memory for the data (`cma`, `posix`, `sysv`), TCP for what UCX 1.13's
-/// shared-memory transports cannot do: report a vanished peer (`specs/remote.md`).
+/// The shared-memory transports (`cma`, `posix`, `sysv`) next to TCP, which UCX 1.13 needs
+/// to report a vanished peer; in error handling mode `PEER` it moves registered memory
+/// over TCP all the same (`specs/remote.md`, "Shared memory in UCX 1.13").
 const SHM: &str = "sm,tcp";
 
 /// UCX, or `None` after saying why (`tests/common`'s `skip`: requirement `UCX`, a failure
@@ -778,6 +780,9 @@ fn gpu_cells_move_between_processes_and_the_gpu_reads_them() {
     const TEST: &str = "gpu_cells_move_between_processes_and_the_gpu_reads_them";
     const IMPORTER: &str = "UNIMEM_GPU_IMPORTER";
     if !is_child(TEST) {
+        if let Err(err) = Driver::load() {
+            return common::skip(TEST, "CUDA", &format!("no CUDA driver: {err}"));
+        }
         for tls in [SHM, "tcp"] {
             let out = Peer::spawn(TEST, &[("UCX_TLS", tls.to_owned())]).finish();
             common::assert_passed(TEST, &out);
