@@ -5,11 +5,15 @@
 //!
 //! ```sh
 //! UCX_TLS=tcp cargo bench --features ucx --bench remote
-//! UCX_TLS=sm,tcp cargo bench --features ucx --bench remote
+//! UCX_TLS=sm,tcp cargo bench --features ucx --bench remote      # UCX 1.13: over TCP too
+//! UCX_TLS=tcp UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=1m cargo bench --features ucx --bench remote
 //! ```
 //!
 //! The bench starts the exporter (itself, `UNIMEM_BENCH_ROLE=serve`) with a socket as its
-//! standard input; each size moves 64 MiB per batch (one call), best of 7 batches.
+//! standard input; each size moves 64 MiB per batch (one call), best of 7 batches, between
+//! distinct cells on both sides. With `UNIMEM_BENCH_SAME_CELL=1` every cell of a batch is
+//! read from or written to remote cell 0, as `ucx_perftest` moves one buffer again and
+//! again (the remote side then stays in cache).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -106,10 +110,16 @@ fn main() {
     let secret = Secret::random().unwrap();
     send(&here, &secret.to_bytes());
     let tls = std::env::var("UCX_TLS").unwrap_or_else(|_| "any".into());
+    let same_cell = std::env::var_os("UNIMEM_BENCH_SAME_CELL").is_some();
     println!(
-        "remote bench: UCX {:?}, UCX_TLS={tls}, {} MiB per batch, best of {ROUNDS}",
+        "remote bench: UCX {:?}, UCX_TLS={tls}, {} MiB per batch, best of {ROUNDS}{}",
         engine.version(),
-        TOTAL >> 20
+        TOTAL >> 20,
+        if same_cell {
+            ", every cell to and from remote cell 0"
+        } else {
+            ""
+        }
     );
     for cell in SIZES {
         send(&here, &(cell as u64).to_le_bytes());
@@ -118,7 +128,13 @@ fn main() {
         let local = engine.register(&mine).unwrap();
         let remote = engine.import(&description, &secret).unwrap();
         let n = TOTAL / cell;
-        let table: Vec<u32> = (0..n as u32).collect();
+        // Distinct remote cells (what a block table names), or, like `ucx_perftest`, which
+        // moves one buffer again and again, remote cell 0 every time.
+        let table: Vec<u32> = if same_cell {
+            vec![0; n]
+        } else {
+            (0..n as u32).collect()
+        };
         for (name, put) in [("get", false), ("put", true)] {
             let mut best = Duration::MAX;
             for _ in 0..ROUNDS + 1 {

@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo run --example kv_transfer --features ucx                 # UCX picks the transport
 //! UCX_TLS=tcp cargo run --example kv_transfer --features ucx     # TCP loopback
-//! UCX_TLS=sm,tcp cargo run --example kv_transfer --features ucx  # shared memory
+//! UCX_TLS=sm,tcp cargo run --example kv_transfer --features ucx  # sm enabled (UCX 1.13: TCP)
 //! ```
 //!
 //! The decode process is the one started; it starts the prefill process (this program

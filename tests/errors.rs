@@ -709,7 +709,16 @@ fn tape_not_frozen() {
 #[test]
 fn not_frozen_names_the_views_it_refuses() {
     let t = text(MemError::NotFrozen { id: 12, size: 4096 });
-    contains_all(&t, &["Block 12", "not frozen", "may still write", "DLPack", "freeze"]);
+    contains_all(
+        &t,
+        &[
+            "Block 12",
+            "not frozen",
+            "may still write",
+            "DLPack",
+            "freeze",
+        ],
+    );
     assert_eq!(
         MemError::NotFrozen { id: 1, size: 1 }.kind(),
         unimem::ErrorKind::AccessDenied
@@ -1029,4 +1038,176 @@ fn foreign_cell() {
     for part in ["Grid #9", "not to Grid #2", "the Grid it came from"] {
         assert!(t.contains(part), "{t:?} lacks {part:?}");
     }
+}
+
+#[test]
+fn ucx_missing() {
+    let t = text(MemError::UcxMissing {
+        library: "libucp.so.0",
+        reason: "libucp.so.0: cannot open shared object file: No such file or directory".into(),
+    });
+    contains_all(
+        &t,
+        &[
+            "UCX is not available",
+            "libucp.so.0",
+            "cannot open shared object file",
+            "UCX 1.13 or later",
+            "apt-get install libucx0",
+            "LD_LIBRARY_PATH",
+            "no UCX is needed to build",
+        ],
+    );
+}
+
+#[test]
+fn ucx_symbol_missing() {
+    let t = text(MemError::UcxSymbolMissing {
+        library: "libucp.so.0",
+        symbol: "ucp_put_nbx",
+        reason: "libucp.so.0: undefined symbol: ucp_put_nbx".into(),
+    });
+    contains_all(
+        &t,
+        &[
+            "libucp.so.0 lacks ucp_put_nbx",
+            "undefined symbol",
+            "UCX 1.13 or later",
+        ],
+    );
+}
+
+#[test]
+fn ucx_version() {
+    let t = text(MemError::UcxVersion {
+        major: 1,
+        minor: 12,
+        min_major: 1,
+        min_minor: 13,
+    });
+    contains_all(&t, &["UCX 1.12 is installed", "UCX 1.13 or", "later 1.x"]);
+}
+
+#[test]
+fn ucx_call_failed() {
+    let t = text(MemError::Ucx {
+        call: "ucp_mem_map",
+        status: -3,
+        name: "No memory",
+    });
+    contains_all(
+        &t,
+        &[
+            "ucp_mem_map failed",
+            "UCX status -3",
+            "No memory",
+            "UCX_LOG_LEVEL=info",
+            "UCX_TLS",
+        ],
+    );
+}
+
+#[test]
+fn remote_refused() {
+    let t = text(MemError::RemoteRefused {
+        len: 311,
+        reason: "the authentication tag does not match: another secret, or altered bytes",
+    });
+    contains_all(
+        &t,
+        &[
+            "311 bytes",
+            "authentication tag does not match",
+            "Nothing of it was used",
+            "same Secret, unimem and UCX",
+        ],
+    );
+}
+
+#[test]
+fn remote_cell_out_of_range() {
+    let t = text(MemError::RemoteCellOutOfRange {
+        index: 32,
+        cells: 32,
+    });
+    contains_all(
+        &t,
+        &[
+            "remote cell 32 does not exist",
+            "exported 32 cells",
+            "(0..32)",
+            "nothing was moved",
+        ],
+    );
+}
+
+#[test]
+fn cell_size_mismatch() {
+    let t = text(MemError::CellSizeMismatch {
+        local: 8192,
+        remote: 16384,
+    });
+    contains_all(
+        &t,
+        &[
+            "8192 bytes here",
+            "16384 bytes at the peer",
+            "same size",
+            "nothing was moved",
+        ],
+    );
+}
+
+#[test]
+fn transfer_mismatch() {
+    let t = text(MemError::TransferMismatch {
+        cells: 2,
+        indices: 1,
+    });
+    contains_all(
+        &t,
+        &[
+            "2 local cells",
+            "1 remote indices",
+            "one index per cell",
+            "nothing was moved",
+        ],
+    );
+}
+
+#[test]
+fn peer_lost() {
+    let t = text(MemError::PeerLost {
+        status: -25,
+        name: "Connection reset by remote peer",
+    });
+    contains_all(
+        &t,
+        &[
+            "the peer is gone",
+            "UCX status -25",
+            "Connection reset by remote peer",
+            "Import its description again",
+        ],
+    );
+}
+
+#[test]
+fn transfer_timed_out() {
+    let t = text(MemError::TransferTimedOut {
+        pending: 5,
+        cells: 4,
+        waited_ms: 1500,
+    });
+    contains_all(
+        &t,
+        &[
+            "4 cells",
+            "5 operations still in flight",
+            "1500 ms",
+            "aborted and the endpoint closed",
+            "Engine::progress",
+            "import again",
+        ],
+    );
 }

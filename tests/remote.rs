@@ -1,12 +1,13 @@
-//! Grid cells moved between two processes through UCX (feature `ucx`), over TCP loopback
-//! (`UCX_TLS=tcp`) and over shared memory (`UCX_TLS=sm,tcp`: the cells move through
-//! `cma`, UCX's control messages through TCP; `sm,self` alone is refused, tested).
+//! Grid cells moved between two processes through UCX (feature `ucx`), with `UCX_TLS=tcp`
+//! (loopback) and with the shared-memory transports enabled too (`UCX_TLS=sm,tcp`; UCX 1.13
+//! moves registered memory over TCP then as well, `specs/remote.md`, "Shared memory in UCX
+//! 1.13"; `sm,self` alone is refused, tested).
 //!
 //! Each moving test runs as a child of the test binary with `UCX_TLS` set at `exec` (the
 //! harness process never changes its environment); that child is the importer and starts
 //! the exporter, a grandchild with the same environment, over a socketpair
-//! (`tests/common`'s `Peer`). Without UCX each test prints `test NAME: skipped: no UCX: ...`
-//! on stderr and passes; `UNIMEM_REQUIRE_UCX=1` (set by `.ci/run`) makes that a failure.
+//! (`tests/common`'s `Peer`). Without UCX each test skips (`tests/common`'s `skip`,
+//! requirement `UCX`); `UNIMEM_REQUIRE_UCX=1` (set by `.ci/run`) makes that a failure.
 
 #![cfg(all(feature = "ucx", target_os = "linux"))]
 
@@ -23,22 +24,19 @@ use unimem::{Cell, ErrorKind, Grid, MemError, Pin};
 const CELL: usize = 16 << 10;
 const CELLS: usize = 32;
 const WAIT: Duration = Duration::from_secs(20);
-/// Shared memory for the data (`cma`, `posix`, `sysv`), TCP for what UCX 1.13's
-/// shared-memory transports cannot do: report a vanished peer (`specs/remote.md`).
+/// The shared-memory transports (`cma`, `posix`, `sysv`) next to TCP, which UCX 1.13 needs
+/// to report a vanished peer; in error handling mode `PEER` it moves registered memory
+/// over TCP all the same (`specs/remote.md`, "Shared memory in UCX 1.13").
 const SHM: &str = "sm,tcp";
 
-/// UCX, or `None` after saying why on stderr (a failure under `UNIMEM_REQUIRE_UCX=1`).
+/// UCX, or `None` after saying why (`tests/common`'s `skip`: requirement `UCX`, a failure
+/// under `UNIMEM_REQUIRE_UCX=1`).
 fn engine_or_skip(test: &str) -> Option<Engine> {
     match Engine::load() {
         Ok(engine) => Some(engine),
         Err(err) => {
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-            assert!(
-                std::env::var_os("UNIMEM_REQUIRE_UCX").is_none(),
-                "UNIMEM_REQUIRE_UCX is set, but UCX is not usable: {err}"
-            );
-            let line = format!("test {test}: skipped: no UCX: {err}\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            common::skip(test, "UCX", &format!("no UCX: {err}"));
             None
         }
     }
@@ -382,6 +380,89 @@ fn peer_killed_mid_transfer_over_shared_memory() {
     }
 }
 
+/// Whether process `pid` is stopped (`T` in `/proc/PID/stat`).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// Sends `signal` to the exporter.
+fn signal(peer: &Peer, signal: i32) {
+    // SAFETY: kill has no memory effects; the pid is our own child's, not yet reaped.
+    assert_eq!(unsafe { libc::kill(peer.pid() as i32, signal) }, 0, "kill");
+}
+
+/// An exporter that stops serving (stopped with `SIGSTOP`: alive, its connection open, its
+/// worker never making progress): over TCP the reads it would answer never complete, so
+/// `wait` returns `TransferTimedOut` at its timeout, with nothing written, the cells home and
+/// the endpoint closed; once the exporter runs again its Grid is unchanged.
+#[test]
+fn a_peer_that_stops_serving_times_out() {
+    const TEST: &str = "a_peer_that_stops_serving_times_out";
+    if over(TEST, "tcp") {
+        return;
+    }
+    let Some(engine) = engine_or_skip(TEST) else {
+        return;
+    };
+    let exported = start_exporter(CELL, CELLS);
+    let remote = engine
+        .import(&exported.description, &exported.secret)
+        .unwrap();
+    let here = grid(CELL, CELLS);
+    paint(&here, IMPORTER_SALT);
+    let local = engine.register(&here).unwrap();
+    // A first batch completes: the connection works.
+    let cells = vec![here.take().unwrap()];
+    drop(remote.get(&local, &[5], cells).unwrap().wait(WAIT).unwrap());
+    paint(&here, IMPORTER_SALT);
+
+    signal(&exported.peer, libc::SIGSTOP);
+    let started = Instant::now();
+    while !stopped(exported.peer.pid()) {
+        assert!(started.elapsed() < WAIT, "the exporter did not stop");
+        std::thread::yield_now();
+    }
+    let timeout = Duration::from_millis(1500);
+    let cells: Vec<Cell<'_>> = (0..4).map(|_| here.take().unwrap()).collect();
+    let err = remote
+        .get(&local, &[1, 2, 3, 4], cells)
+        .unwrap()
+        .wait(timeout)
+        .unwrap_err();
+    let MemError::TransferTimedOut {
+        pending,
+        cells,
+        waited_ms,
+    } = err
+    else {
+        panic!("not TransferTimedOut: {err}");
+    };
+    assert!(pending >= 1 && cells == 4, "{pending} pending of {cells}");
+    assert!(waited_ms >= timeout.as_millis() as u64, "{waited_ms} ms");
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    // The cells came home, nothing arrived in them or anywhere else.
+    assert_eq!(here.free(), CELLS);
+    assert!(untouched(&here, IMPORTER_SALT));
+    // The abort closed the endpoint: the next batch is refused before anything is issued.
+    let err = remote
+        .get(&local, &[0], vec![here.take().unwrap()])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    assert_eq!(here.free(), CELLS);
+
+    signal(&exported.peer, libc::SIGCONT);
+    let mut socket = exported.peer.socket();
+    socket.write_all(b"c").unwrap();
+    send(socket, &[]);
+    assert_eq!(recv(socket), b"k", "the exporter's Grid changed");
+    socket.write_all(b"q").unwrap();
+    drop((remote, local));
+    exported.peer.assert_passes();
+}
+
 /// Each bad input is its error, nothing is issued, and the cells go back to their Grid.
 #[test]
 fn bad_inputs_move_nothing() {
@@ -676,25 +757,44 @@ fn ucx_failures_are_errors() {
     drop((remote, local, exported));
 }
 
-/// The GPU host (features `cuda` and `ucx`): the parent's GPU writes cells of a
-/// CUDA-registered Grid; a child imports it, pulls the cells over UCX into its own
-/// CUDA-registered Grid, and the child's GPU reads them.
+/// Prints again the lines in which the GPU test's importer says what it moved (a child's
+/// output is otherwise seen only when it fails).
+#[cfg(feature = "cuda")]
+fn forward_gpu_lines(out: &std::process::Output) {
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        if line.contains("read by the GPU") {
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// The GPU host (features `cuda` and `ucx`): an exporter's GPU writes cells of a
+/// CUDA-registered Grid; an importer pulls the cells over UCX into its own CUDA-registered
+/// Grid, and its GPU reads them. Once per transport (shared memory, then TCP): the harness
+/// starts the exporter with `UCX_TLS` set at `exec`, the exporter the importer with the same
+/// (both sides must register host memory with the same memory domains).
 #[cfg(feature = "cuda")]
 #[test]
 fn gpu_cells_move_between_processes_and_the_gpu_reads_them() {
     use unimem::cuda::Driver;
     const TEST: &str = "gpu_cells_move_between_processes_and_the_gpu_reads_them";
-    let child = is_child(TEST);
+    const IMPORTER: &str = "UNIMEM_GPU_IMPORTER";
+    if !is_child(TEST) {
+        if let Err(err) = Driver::load() {
+            return common::skip(TEST, "CUDA", &format!("no CUDA driver: {err}"));
+        }
+        for tls in [SHM, "tcp"] {
+            let out = Peer::spawn(TEST, &[("UCX_TLS", tls.to_owned())]).finish();
+            common::assert_passed(TEST, &out);
+            forward_gpu_lines(&out);
+        }
+        return;
+    }
+    let child = std::env::var_os(IMPORTER).is_some();
     let driver = match Driver::load() {
         Ok(driver) => driver,
         Err(err) => {
-            assert!(
-                std::env::var_os("UNIMEM_REQUIRE_CUDA").is_none(),
-                "UNIMEM_REQUIRE_CUDA is set, but CUDA is not usable: {err}"
-            );
-            let line = format!("test {TEST}: skipped: no CUDA driver: {err}\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            return;
+            return common::skip(TEST, "CUDA", &format!("no CUDA driver: {err}"));
         }
     };
     let Some(engine) = engine_or_skip(TEST) else {
@@ -722,25 +822,26 @@ fn gpu_cells_move_between_processes_and_the_gpu_reads_them() {
         }
         let local = engine.register(&there).unwrap();
         let secret = Secret::random().unwrap();
-        for tls in [SHM, "tcp"] {
-            let peer = Peer::spawn(TEST, &[("UCX_TLS", tls.to_owned())]);
-            send(peer.socket(), &secret.to_bytes());
-            send(peer.socket(), &local.export(&secret).unwrap());
-            // Serve until the child is done (it closes the socket by exiting).
-            peer.socket().set_nonblocking(true).unwrap();
-            loop {
-                for _ in 0..256 {
-                    engine.progress();
-                }
-                let mut byte = [0u8; 1];
-                match peer.socket().read(&mut byte) {
-                    Ok(_) => break,
-                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
+        let tls = std::env::var("UCX_TLS").unwrap_or_default();
+        let peer = Peer::spawn(TEST, &[("UCX_TLS", tls), (IMPORTER, "1".to_owned())]);
+        send(peer.socket(), &secret.to_bytes());
+        send(peer.socket(), &local.export(&secret).unwrap());
+        // Serve until the importer is done (its ack, or the end of the socket).
+        peer.socket().set_nonblocking(true).unwrap();
+        loop {
+            for _ in 0..256 {
+                engine.progress();
             }
-            peer.assert_passes();
+            let mut byte = [0u8; 1];
+            match peer.socket().read(&mut byte) {
+                Ok(_) => break,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
         }
+        let out = peer.finish();
+        common::assert_passed(TEST, &out);
+        forward_gpu_lines(&out);
         drop(local);
         return;
     }

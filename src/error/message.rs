@@ -683,8 +683,8 @@ impl fmt::Display for MemError {
             ),
             MemError::Ucx { call, status, name } => write!(
                 f,
-                "{call} failed with UCX status {status} ({name}); UCX_LOG_LEVEL=debug shows \
-                 why, UCX_TLS chooses the transports"
+                "{call} failed with UCX status {status} ({name}); UCX_LOG_LEVEL=info shows \
+                 UCX's own reasons and the transports it chose, UCX_TLS chooses them"
             ),
             MemError::RemoteRefused { len, reason } => write!(
                 f,

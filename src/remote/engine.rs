@@ -29,7 +29,14 @@ pub(crate) const QUIESCE: Duration = Duration::from_secs(10);
 /// `libucp.so.0` is opened with `dlopen` the first time [`Engine::load`] runs in the
 /// process (unimem links against no UCX library and needs none to build); each `load`
 /// makes a new context and worker (`ucp_init_version`, `ucp_worker_create`), configured by
-/// the `UCX_*` environment variables (`UCX_TLS=tcp`, `UCX_TLS=sm,self`, ...).
+/// the `UCX_*` environment variables (`UCX_TLS`, `UCX_NET_DEVICES`, ...).
+///
+/// A worker listens on a TCP port of every network interface UCX may use, and UCX 1.13
+/// writes wherever a message from a connected peer says: **every process that can reach
+/// those ports can read and write this process's memory**, with or without the
+/// [`Secret`]. Restrict the interfaces (`UCX_NET_DEVICES=lo`, a private network), the
+/// network (a namespace, a firewall on `UCX_TCP_PORT_RANGE`): `specs/remote.md`, "The trust
+/// boundary of a worker".
 ///
 /// The worker runs in UCX's single-thread mode, so an Engine stays on the thread that made
 /// it: it is neither `Send` nor `Sync`. Make one per thread that moves cells.

@@ -10,9 +10,11 @@
 //! | [`RemoteGrid`] | a peer's exported Grid, imported: an endpoint and a remote key |
 //! | [`Transfer`] | a batch of cells in flight; `poll`, `wait` |
 //!
-//! unimem writes no transport: UCX picks one per peer (RDMA where there is a NIC, shared
-//! memory on one machine, TCP otherwise), configured with the `UCX_*` environment variables
-//! (`UCX_TLS`). unimem registers memory, authenticates and checks what peers send before
+//! unimem writes no transport: UCX picks one per peer (RDMA where there is a NIC, TCP
+//! otherwise; UCX 1.13 moves no registered memory over its shared-memory transports in the
+//! error handling mode unimem needs), configured with the `UCX_*` environment variables
+//! (`UCX_TLS`, `UCX_NET_DEVICES`). Every process that can reach a worker's TCP ports can
+//! write into its process: see `specs/remote.md`, "The trust boundary of a worker". unimem registers memory, authenticates and checks what peers send before
 //! UCX sees it, bounds every access to the cells named, and owns the local cells while
 //! they are in flight.
 //!
