@@ -11,6 +11,7 @@
 //! | [`Device`], [`Attribute`] | a device, its name and capabilities |
 //! | [`Context`] | a retained primary context; fills and copies on device addresses |
 //! | [`CudaBlock`] | a Block registered with a device ([`Extent::register_cuda`](crate::Extent::register_cuda)) |
+//! | [`RegisterOptions`] | chunk size and progress of a registration ([`Extent::register_cuda_with`](crate::Extent::register_cuda_with)) |
 //! | [`DeviceMemory`] | memory on the device (`cuMemAlloc`) |
 //! | [`HostMemory`] | CUDA's own pinned host memory (`cuMemAllocHost`), the baseline |
 //!
@@ -65,5 +66,5 @@ pub use device::{Attribute, Device};
 pub use device_memory::DeviceMemory;
 pub use driver::Driver;
 pub use host_memory::HostMemory;
-pub use registration::CudaBlock;
 pub(crate) use registration::Registration;
+pub use registration::{CudaBlock, RegisterOptions};

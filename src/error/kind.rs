@@ -137,7 +137,8 @@ impl MemError {
             | MemError::ReadMisaligned { .. }
             | MemError::BadSurfaceShape { .. }
             | MemError::ModelZero { .. }
-            | MemError::ModelOverflow { .. } => K::InvalidInput,
+            | MemError::ModelOverflow { .. }
+            | MemError::BadNumaNode { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,
@@ -163,7 +164,9 @@ impl MemError {
             | MemError::CudaDriverMissing { .. }
             | MemError::CudaSymbolMissing { .. }
             | MemError::CudaInitFailed { .. }
-            | MemError::CudaUnsupported { .. } => K::Unsupported,
+            | MemError::CudaUnsupported { .. }
+            | MemError::CudaNotContiguous { .. }
+            | MemError::HugePagesUnavailable { .. } => K::Unsupported,
             MemError::Os { .. }
             | MemError::Cuda { .. }
             | MemError::Kern { .. }

@@ -329,9 +329,11 @@ impl Share {
 
     /// Checks the file against the header before it is mapped with `map` access: a regular
     /// file that supports seals, sealed against resizing (and against writing for a read-only
-    /// share, or for a read-write import), of exactly the header's size. Returns its
-    /// identity, for the registry of files this process maps (`mapped.rs`).
-    pub(super) fn check(&self, map: Access) -> Result<Inode, MemError> {
+    /// share, or for a read-write import), of exactly the header's size, and of a whole
+    /// number of its huge pages if it is a hugetlb file. Returns its identity, for the
+    /// registry of files this process maps (`mapped.rs`), and its hugetlb page size, if any
+    /// (`fstatfs`: `HUGETLBFS_MAGIC` and `f_bsize`).
+    pub(super) fn check(&self, map: Access) -> Result<(Inode, Option<usize>), MemError> {
         let fd = self.fd.as_fd();
         let stat = ffi::fstat(fd).map_err(os("fstat"))?;
         if !stat.is_regular() {
@@ -366,10 +368,25 @@ impl Share {
                 found,
             });
         }
-        Ok(Inode {
+        let fs = ffi::fstatfs(fd).map_err(os("fstatfs"))?;
+        let hugetlb_page = match fs.kind {
+            ffi::HUGETLBFS_MAGIC => {
+                let page = usize::try_from(fs.block_size).unwrap_or(0);
+                if page == 0 || !page.is_power_of_two() || self.header.size % page != 0 {
+                    return Err(MemError::ShareHeader {
+                        len: SHARE_HEADER_LEN,
+                        reason: "size is not a whole number of the file's huge pages",
+                    });
+                }
+                Some(page)
+            }
+            _ => None,
+        };
+        let inode = Inode {
             dev: stat.dev,
             ino: stat.ino,
-        })
+        };
+        Ok((inode, hugetlb_page))
     }
 
     /// The descriptor and the size, for the import.
