@@ -276,6 +276,7 @@ fn missing_numa_node_is_a_clear_error() {
     assert!(err.to_string().contains("4095"), "{err}");
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn mbind_failure_leaks_nothing() {
     const TEST: &str = "mbind_failure_leaks_nothing";
@@ -358,6 +359,7 @@ fn progress_counts_every_byte() {
     assert_eq!(progress.total(), progress.done());
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn failed_open_withdraws_its_progress() {
     const TEST: &str = "failed_open_withdraws_its_progress";
