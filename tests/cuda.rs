@@ -826,7 +826,12 @@ fn chunked_registration_is_one_contiguous_range() {
     for k in 1..=6 {
         let dst = registered.device_ptr_at(k * MIB - page).unwrap();
         // SAFETY: inside the registered Block; no view of its bytes is alive meanwhile.
-        unsafe { registered.context().memset_d8(dst, k as u8, 2 * page).unwrap() };
+        unsafe {
+            registered
+                .context()
+                .memset_d8(dst, k as u8, 2 * page)
+                .unwrap()
+        };
     }
     drop(registered);
     for (i, &b) in block.as_bytes().iter().enumerate() {

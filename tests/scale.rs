@@ -91,8 +91,16 @@ fn try_gives_what_the_machine_offers() {
         _ => Pages::Base,
     };
     assert_eq!(pages, expected, "{block:?}");
-    assert_eq!(block.size(), asked.next_multiple_of(page), "rounded only to the page in use");
-    assert_eq!(block.address() as usize % page, 0, "aligned to the page in use");
+    assert_eq!(
+        block.size(),
+        asked.next_multiple_of(page),
+        "rounded only to the page in use"
+    );
+    assert_eq!(
+        block.address() as usize % page,
+        0,
+        "aligned to the page in use"
+    );
     match pages {
         Pages::Base => assert_eq!(page, page_size()),
         Pages::Transparent => {
@@ -123,7 +131,11 @@ fn required_without_huge_pages_says_what_to_enable() {
         let block = opened.unwrap();
         assert_ne!(block.pages(), Pages::Base);
         assert_eq!(block.size(), block.page_size());
-        eprintln!("Required gave {} pages of {}", block.pages(), block.page_size());
+        eprintln!(
+            "Required gave {} pages of {}",
+            block.pages(),
+            block.page_size()
+        );
     } else {
         let err = opened.unwrap_err();
         let MemError::HugePagesUnavailable {
@@ -137,13 +149,19 @@ fn required_without_huge_pages_says_what_to_enable() {
         else {
             panic!("expected HugePagesUnavailable, got {err:?}");
         };
-        assert!(page > page_size() && requested == page && needed == 1, "{err:?}");
+        assert!(
+            page > page_size() && requested == page && needed == 1,
+            "{err:?}"
+        );
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         let text = err.to_string();
         for part in ["nr_hugepages", "shmem_enabled", "GB/s", "HugePages::Try"] {
             assert!(text.contains(part), "{part} not in: {text}");
         }
-        assert!(text.contains(shmem_enabled) || shmem_enabled == "not that size", "{text}");
+        assert!(
+            text.contains(shmem_enabled) || shmem_enabled == "not that size",
+            "{text}"
+        );
     }
     // Rounding to a huge page past isize::MAX overflows, however the machine is set.
     let huge = isize::MAX as usize & !(page_size() - 1);
@@ -185,7 +203,10 @@ fn unknown_huge_page_size_is_refused() {
         .pin(Pin::BestEffort)
         .open();
     match gib {
-        Ok(block) => assert_eq!((block.pages(), block.page_size()), (Pages::HugeTlb, 1 << 30)),
+        Ok(block) => assert_eq!(
+            (block.pages(), block.page_size()),
+            (Pages::HugeTlb, 1 << 30)
+        ),
         Err(err) => assert!(
             matches!(err, MemError::HugePagesUnavailable { page_size, .. } if page_size == 1 << 30)
                 && err.to_string().contains("hugepages-1048576kB"),
@@ -207,8 +228,8 @@ fn hugetlb_blocks_share_freeze_and_import() {
         peer.as_slice_mut::<u64>()[1] = 0xFEED;
         drop(peer);
         ack(&socket);
-        let frozen = Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort)
-            .unwrap();
+        let frozen =
+            Block::import_read_only(Share::recv(&socket).unwrap(), Pin::BestEffort).unwrap();
         assert!(frozen.is_frozen());
         assert_eq!(frozen.pages(), Pages::HugeTlb);
         assert_eq!(frozen.as_slice::<u64>()[1], 0xFEED);
@@ -412,7 +433,10 @@ fn large_blocks_are_released_in_the_background() {
     drop(again);
     assert_eq!(common::open_fds(), fds);
     // Small Blocks are released inline: gone when drop returns.
-    let small = Block::builder(4 * MIB).name("unimem-inline").open().unwrap();
+    let small = Block::builder(4 * MIB)
+        .name("unimem-inline")
+        .open()
+        .unwrap();
     drop(small);
     assert!(!common::memfd_mapped("unimem-inline"));
 }
@@ -451,5 +475,8 @@ fn progress_with_blocks_and_threads_from_several_builders() {
         })
         .collect();
     let sum: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!((progress.done(), progress.total()), (sum as u64, sum as u64));
+    assert_eq!(
+        (progress.done(), progress.total()),
+        (sum as u64, sum as u64)
+    );
 }
