@@ -21,6 +21,17 @@ const PROBE_METHODS: [&str; 5] = ["madvise", "files", "touch", "fallocate", "ano
 pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
     let kinds = ["4k", "thp", "hugetlb"];
+    let machine = records
+        .iter()
+        .find(|r| r["kind"] == "machine")
+        .map_or(String::new(), |m| {
+            format!(
+                "{}, {} CPUs, kernel {}, THP for shmem as set per run",
+                m["device"].as_str().unwrap_or("no GPU"),
+                m["cpus"],
+                m["kernel"].as_str().unwrap_or("?")
+            )
+        });
     let of = |kind: &'static str| select(records, kind);
     let mut md = String::new();
 
@@ -132,6 +143,7 @@ pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
             dir.join("scale-create.svg"),
             chart(
                 "Creating GPU-usable pinned memory",
+                &machine,
                 "size",
                 "GB/s (higher is better)",
                 &ticks,
@@ -142,6 +154,7 @@ pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
             dir.join("scale-release.svg"),
             chart(
                 "Releasing it",
+                &machine,
                 "size",
                 "seconds (lower is better)",
                 &ticks,
@@ -288,6 +301,7 @@ pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
             dir.join("scale-threads.svg"),
             chart(
                 "Population against threads",
+                &machine,
                 "threads",
                 "GB/s",
                 &tticks,
@@ -335,6 +349,7 @@ pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
             dir.join("scale-probe.svg"),
             chart(
                 "Where population stalls (probe)",
+                &machine,
                 "threads",
                 "GB/s",
                 &tticks,
@@ -436,7 +451,14 @@ impl Series {
 }
 
 /// A line chart: evenly spaced categories on x, a linear y axis from 0, a legend.
-fn chart(title: &str, x_label: &str, y_label: &str, ticks: &[String], series: &[Series]) -> String {
+fn chart(
+    title: &str,
+    subtitle: &str,
+    x_label: &str,
+    y_label: &str,
+    ticks: &[String],
+    series: &[Series],
+) -> String {
     let (w, h) = (760.0, 440.0);
     let (left, right, top, bottom) = (70.0, 250.0, 40.0, 60.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -463,9 +485,15 @@ fn chart(title: &str, x_label: &str, y_label: &str, ticks: &[String], series: &[
     let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        r#"<text x="{}" y="20" font-size="15" font-weight="bold">{}</text>"#,
         left,
         escape(title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="34" font-size="11" fill="#555">{}</text>"##,
+        left,
+        escape(subtitle)
     );
     let mut v = 0.0;
     while v <= top_value + step / 2.0 {
