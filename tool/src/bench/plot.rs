@@ -15,7 +15,14 @@ use serde_json::Value;
 
 const GIB: f64 = (1u64 << 30) as f64;
 /// The probe's methods, in the order `probe.rs` runs them.
-const PROBE_METHODS: [&str; 5] = ["madvise", "files", "touch", "fallocate", "anon"];
+const PROBE_METHODS: [&str; 6] = [
+    "madvise",
+    "files",
+    "touch",
+    "fallocate",
+    "falloc+populate",
+    "anon",
+];
 
 /// Writes the charts into `dir` and returns the Markdown tables.
 pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
@@ -328,7 +335,9 @@ pub(crate) fn write(records: &[Value], dir: &Path) -> std::io::Result<String> {
         }
     }
     let mut probe = Vec::new();
-    let method_colors = ["#1f77b4", "#17becf", "#8c564b", "#7f7f7f", "#e377c2"];
+    let method_colors = [
+        "#1f77b4", "#17becf", "#8c564b", "#7f7f7f", "#bcbd22", "#e377c2",
+    ];
     for kind in ["4k", "thp"] {
         for (method, color) in PROBE_METHODS.iter().zip(method_colors) {
             let line = per_threads("probe", &|r: &Value| {

@@ -6,7 +6,8 @@
 //! | `madvise` | `MADV_POPULATE_WRITE` on its part of one memfd mapping (what `Block::open` does) |
 //! | `files` | the same on a memfd of its own (isolates what one file serialises) |
 //! | `touch` | writes one byte per page of its part of one memfd mapping |
-//! | `fallocate` | `fallocate` of its part of one memfd (shmem takes the inode lock per call) |
+//! | `fallocate` | `fallocate` of its part of one memfd (shmem takes the inode lock per call; the pages are allocated, not yet zeroed or mapped) |
+//! | `falloc+populate` | `fallocate` of its part, then `MADV_POPULATE_WRITE` of it (zeroing and mapping in parallel) |
 //! | `anon` | `MADV_POPULATE_WRITE` on its part of one anonymous private mapping |
 //!
 //! With `thp`, every mapping is advised `MADV_HUGEPAGE` (effective for shmem only where
@@ -17,7 +18,14 @@
 
 use std::time::{Duration, Instant};
 
-pub(crate) const METHODS: [&str; 5] = ["madvise", "files", "touch", "fallocate", "anon"];
+pub(crate) const METHODS: [&str; 6] = [
+    "madvise",
+    "files",
+    "touch",
+    "fallocate",
+    "falloc+populate",
+    "anon",
+];
 
 /// Populates `size` bytes with `threads` threads by `method`; returns (populate, release).
 pub(crate) fn run(
@@ -122,6 +130,10 @@ impl Map {
                 }
                 "fallocate" => {
                     libc::fallocate(self.fd, 0, offset as libc::off_t, len as libc::off_t) != 0
+                }
+                "falloc+populate" => {
+                    libc::fallocate(self.fd, 0, offset as libc::off_t, len as libc::off_t) != 0
+                        || libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) != 0
                 }
                 _ => libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) != 0,
             }
