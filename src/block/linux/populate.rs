@@ -12,8 +12,10 @@
 //! CPUs this process may use (the node's CPUs when the Block is placed on a node), at most
 //! [`BASE_THREADS_MAX`] for base pages, whose creation stops scaling at a few threads (the
 //! one file's page cache is updated under per-file locks for every 4 KiB page), and at most
-//! [`HUGE_THREADS_MAX`] for huge pages, which have 512 times fewer insertions and scale
-//! with cores; never more than one thread per 32 MiB, and one thread below 64 MiB.
+//! [`SCALING_THREADS_MAX`] for huge pages, which have 512 times fewer insertions and scale
+//! with cores, and for imports, whose read faults find pages that exist (no allocation, no
+//! insertion, a lock-free page-cache lookup); never more than one thread per 32 MiB, and
+//! one thread below 64 MiB.
 //!
 //! # Why it is correct
 //!
@@ -38,8 +40,9 @@ const PARALLEL_CHUNK: usize = 32 << 20;
 /// Automatic thread count for base pages: on the 16-core H200 host, 4 KiB shmem pages
 /// populated at 5.3 GB/s on 4 threads and 4.8 GB/s on 16 (issue 12's probe).
 pub(crate) const BASE_THREADS_MAX: usize = 4;
-/// Automatic thread count for huge pages: THP scaled to 41.5 GB/s on 16 threads there.
-pub(crate) const HUGE_THREADS_MAX: usize = 64;
+/// Automatic thread count for work that scales with cores (huge pages, imports): THP
+/// scaled to 41.5 GB/s on 16 threads there.
+pub(crate) const SCALING_THREADS_MAX: usize = 64;
 /// A `Progress` advances at least this often.
 const STEP: usize = 64 << 20;
 
@@ -64,8 +67,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) threads: usize,
     /// The page size in use: ranges and steps are whole pages of it.
     pub(crate) page_size: usize,
-    /// Huge pages (a higher automatic thread count).
-    pub(crate) huge: bool,
+    /// The work scales with cores (huge pages, or an import's read faults): a higher
+    /// automatic thread count.
+    pub(crate) scales: bool,
     /// The node the Block is bound to: threads run on its CPUs.
     pub(crate) node: Option<u32>,
     /// The `Progress` to advance, if any.
@@ -73,12 +77,13 @@ pub(crate) struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// A plan for an import: automatic threads, no node, no progress.
-    pub(crate) fn import(page_size: usize, huge: bool) -> Plan<'static> {
+    /// A plan for an import (or a freeze's relock): automatic threads that scale with
+    /// cores, no node, no progress.
+    pub(crate) fn import(page_size: usize) -> Plan<'static> {
         Plan {
             threads: 0,
             page_size,
-            huge,
+            scales: true,
             node: None,
             tracker: None,
         }
@@ -90,7 +95,7 @@ pub(crate) fn thread_count(len: usize, plan: &Plan<'_>, cpus: usize) -> usize {
     let by_size = (len / PARALLEL_CHUNK).max(1);
     let wanted = match plan.threads {
         0 if len < PARALLEL_MIN => 1,
-        0 if plan.huge => cpus.min(HUGE_THREADS_MAX),
+        0 if plan.scales => cpus.min(SCALING_THREADS_MAX),
         0 => cpus.min(BASE_THREADS_MAX),
         n => n,
     };
@@ -227,11 +232,11 @@ impl Address {
 mod tests {
     use super::*;
 
-    fn plan(threads: usize, huge: bool) -> Plan<'static> {
+    fn plan(threads: usize, scales: bool) -> Plan<'static> {
         Plan {
             threads,
             page_size: 4096,
-            huge,
+            scales,
             node: None,
             tracker: None,
         }
@@ -251,7 +256,7 @@ mod tests {
         assert_eq!(thread_count(16 << 30, &plan(0, true), 16), 16);
         assert_eq!(
             thread_count(16 << 30, &plan(0, true), 256),
-            HUGE_THREADS_MAX
+            SCALING_THREADS_MAX
         );
         // Asked: as many as asked, at most one per 32 MiB.
         assert_eq!(thread_count(16 << 30, &plan(8, false), 2), 8);

@@ -279,7 +279,8 @@ impl Mapping {
         let plan = Plan {
             threads: shape.threads,
             page_size: shape.page_size,
-            huge: shape.pages != Pages::Base,
+            // Huge pages scale with cores; so do an import's read faults.
+            scales: shape.pages != Pages::Base || populate == Populate::Read,
             node: shape.node,
             tracker: Some(&tracker),
         };
@@ -412,7 +413,7 @@ impl Mapping {
             self.repin = relock;
         }
         if self.repin {
-            let plan = Plan::import(self.page_size, self.pages != Pages::Base);
+            let plan = Plan::import(self.page_size);
             self.pin(Pin::Required, Populate::Read, &plan)?;
             self.repin = false;
         }
