@@ -31,7 +31,9 @@ mod sync;
 #[allow(unsafe_code)]
 mod tape;
 
-pub use block::{Access, Block, Builder, Extent, Pin};
+pub use block::{
+    Access, Block, Builder, Extent, HugePages, Pages, Pin, Progress, wait_for_releases,
+};
 #[cfg(all(target_os = "macos", not(miri)))]
 pub use block::{IOSurfaceRef, MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -41,7 +43,7 @@ pub use error::{ErrorKind, MemError, MemoryLimit};
 pub use ffi::fault;
 pub use grid::{Cell, CellId, Grid, GridBuilder, GridLane, Run, RunCells};
 pub use layout::{Layout, LayoutBuilder, ModelShape, Stat};
-pub use limits::Limits;
+pub use limits::{HugeTlbPool, Limits, NumaNode};
 pub use owner::Owner;
 pub use page::page_size;
 pub use tape::{Lane, Tape};

@@ -30,6 +30,61 @@ pub struct Limits {
     /// The cgroup's limit less its usage, in bytes, the tightest over the process's cgroup
     /// and its ancestors; `None` when no cgroup limit is set.
     pub cgroup_free: Option<u64>,
+    /// The hugetlb pools the kernel offers, smallest pages first (Linux; empty elsewhere or
+    /// without hugetlbfs). A Block can use one with
+    /// [`Builder::huge_pages`](crate::Builder::huge_pages) where it has free pages.
+    pub hugetlb: Vec<HugeTlbPool>,
+    /// The setting of transparent huge pages for shmem, which memfd Blocks are
+    /// (`/sys/kernel/mm/transparent_hugepage/shmem_enabled`, or its per-size override):
+    /// `"always"`, `"within_size"`, `"advise"`, `"never"`, `"deny"` or `"force"`; `None`
+    /// where the kernel has no THP (and off Linux).
+    pub shmem_thp: Option<&'static str>,
+    /// The size of a transparent huge page (the PMD size, 2 MiB on x86-64).
+    pub thp_size: Option<usize>,
+    /// The online NUMA nodes, with their CPUs and memory (Linux; empty elsewhere or on a
+    /// kernel without NUMA).
+    pub numa_nodes: Vec<NumaNode>,
+    /// Bytes of dropped Blocks that the release thread has not released yet
+    /// ([`wait_for_releases`](crate::wait_for_releases)); `VmLck`, `MemAvailable` and the
+    /// cgroup still count them meanwhile.
+    pub releasing: u64,
+}
+
+/// A hugetlb pool: pages of one size that the administrator reserved
+/// (`/sys/kernel/mm/hugepages/hugepages-<size>kB/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HugeTlbPool {
+    /// The size of its pages, in bytes.
+    pub page_size: usize,
+    /// Pages in the pool (`nr_hugepages`).
+    pub total: u64,
+    /// Pages not in use (`free_hugepages`), some of which may be promised to mappings.
+    pub free: u64,
+    /// Pages promised to mappings but not yet faulted in (`resv_hugepages`): a new Block
+    /// can have `free - reserved`.
+    pub reserved: u64,
+}
+
+impl HugeTlbPool {
+    /// Pages a new Block can have: free and not promised.
+    pub fn usable(&self) -> u64 {
+        self.free.saturating_sub(self.reserved)
+    }
+}
+
+/// A NUMA node (`/sys/devices/system/node/nodeN/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NumaNode {
+    /// The node's number, for [`Builder::numa_node`](crate::Builder::numa_node).
+    pub id: u32,
+    /// Its CPUs.
+    pub cpus: Vec<usize>,
+    /// Its memory, in bytes (`MemTotal` of the node's `meminfo`).
+    pub mem_total: Option<u64>,
+    /// Its free memory, in bytes (`MemFree`).
+    pub mem_free: Option<u64>,
 }
 
 impl Limits {
@@ -45,6 +100,15 @@ impl Limits {
             (Some(a), Some(c)) => Some(a.min(c)),
             (a, c) => a.or(c),
         }
+    }
+
+    /// Whether a Block can have transparent huge pages: THP for shmem is `always`,
+    /// `within_size`, `advise` or `force`.
+    pub fn transparent_huge_pages(&self) -> bool {
+        matches!(
+            self.shmem_thp,
+            Some("always" | "within_size" | "advise" | "force")
+        )
     }
 }
 
@@ -67,6 +131,11 @@ mod os {
             locked: kib_field(&status, "VmLck:"),
             mem_available: mem_available(),
             cgroup_free: cgroup_free(),
+            hugetlb: crate::block::huge::pools(),
+            shmem_thp: crate::block::huge::shmem_thp(),
+            thp_size: crate::block::huge::thp_size(),
+            numa_nodes: crate::block::numa::nodes(),
+            releasing: crate::block::releasing(),
         }
     }
 
@@ -277,6 +346,11 @@ mod os {
             locked: None,
             mem_available: None,
             cgroup_free: None,
+            hugetlb: Vec::new(),
+            shmem_thp: None,
+            thp_size: None,
+            numa_nodes: Vec::new(),
+            releasing: crate::block::releasing(),
         }
     }
 }

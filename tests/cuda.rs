@@ -1,7 +1,9 @@
 //! CUDA zero-copy (feature `cuda`): a registered Block is written by the GPU and read by the
 //! CPU, written by the CPU and read by the GPU, whole, at page offsets, and for a Tape's takes
 //! and a Grid's cells at nonzero offsets; double registration, bad devices, the drop order
-//! and kept registrations (`CudaBlock::keep`, surviving `Tape::clear`) are checked. On Linux
+//! and kept registrations (`CudaBlock::keep`, surviving `Tape::clear`) are checked; a Block
+//! registered in small chunks is one device range the GPU reads and writes across every
+//! chunk boundary, and a chunk that fails undoes the others. On Linux
 //! a read-only import in an `exec`'d child registers read-only and sees the owner's writes,
 //! and a Block shared to an `exec`'d child is registered and written by the GPU there.
 //! Batched copies of scattered Grid cells and Block ranges are in `cuda/copy.rs`.
@@ -23,8 +25,10 @@ mod copy;
 use std::io::Write as _;
 
 use common::{assert_child_passes, is_child};
-use unimem::cuda::{Attribute, Context, CudaBlock, DeviceMemory, Driver, HostMemory};
-use unimem::{Block, Grid, MemError, Tape, page_size};
+use unimem::cuda::{
+    Attribute, Context, CudaBlock, DeviceMemory, Driver, HostMemory, RegisterOptions,
+};
+use unimem::{Block, Grid, HugePages, MemError, Pages, Pin, Progress, Tape, page_size};
 
 const MIB: usize = 1 << 20;
 
@@ -793,4 +797,134 @@ mod shared {
         let read = gpu_read(&registered, 0, block.size());
         assert!(read == bytes, "parent's GPU read");
     }
+}
+
+/// A 6 MiB + 4 KiB Block registered in chunks of 1 MiB: 7 chunks, one device range.
+#[test]
+fn chunked_registration_is_one_contiguous_range() {
+    let Some(driver) = gpu("chunked_registration_is_one_contiguous_range") else {
+        return;
+    };
+    let page = page_size();
+    let mut block = Block::open(6 * MIB + page).unwrap();
+    for (i, b) in block.as_bytes_mut().iter_mut().enumerate() {
+        *b = pattern(i);
+    }
+    let progress = std::sync::Arc::new(Progress::new());
+    let options = RegisterOptions::new().chunk(MIB).progress(&progress);
+    let registered = block.register_cuda_with(&driver, 0, &options).unwrap();
+    assert_eq!(registered.chunks(), 7);
+    assert_eq!(
+        (progress.registered(), progress.to_register()),
+        (block.size() as u64, block.size() as u64)
+    );
+    // CPU bytes across every chunk boundary, read by the GPU through the one device range.
+    for k in 1..=6 {
+        let at = k * MIB - page;
+        let read = gpu_read(&registered, at, 2 * page);
+        assert!(read == block.as_bytes()[at..at + 2 * page], "boundary {k}");
+    }
+    // GPU writes across every boundary, seen by the CPU, nothing else touched.
+    for k in 1..=6 {
+        let dst = registered.device_ptr_at(k * MIB - page).unwrap();
+        // SAFETY: inside the registered Block; no view of its bytes is alive meanwhile.
+        unsafe {
+            registered
+                .context()
+                .memset_d8(dst, k as u8, 2 * page)
+                .unwrap()
+        };
+    }
+    drop(registered);
+    for (i, &b) in block.as_bytes().iter().enumerate() {
+        let boundary = (1..=6).find(|k| (k * MIB - page..k * MIB + page).contains(&i));
+        let expect = boundary.map_or(pattern(i), |k| k as u8);
+        assert_eq!(b, expect, "byte {i}");
+    }
+    // Every chunk was unregistered: the whole Block registers again, in one chunk.
+    let again = register(&block, &driver);
+    assert_eq!(again.chunks(), 1);
+}
+
+/// The third chunk's registration fails: the two before it are unregistered, the error
+/// says which call and how much, and the Block registers again.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn failed_chunk_unregisters_the_others() {
+    const NAME: &str = "failed_chunk_unregisters_the_others";
+    if !is_child(NAME) {
+        if gpu(NAME).is_some() {
+            assert_child_passes(NAME);
+        }
+        return;
+    }
+    let driver = Driver::load().unwrap();
+    let block = Block::open(4 * MIB).unwrap();
+    let progress = std::sync::Arc::new(Progress::new());
+    let options = RegisterOptions::new().chunk(MIB).progress(&progress);
+    unimem::fault::reset();
+    unimem::fault::fail("cuMemHostRegister_v2", 3, 2);
+    let err = block.register_cuda_with(&driver, 0, &options).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemError::Cuda { call: "cuMemHostRegister_v2", code: 2, bytes: Some(b), .. } if b == MIB
+        ),
+        "{err:?}"
+    );
+    assert_eq!(unimem::fault::calls("cuMemHostRegister_v2"), 3);
+    assert_eq!(unimem::fault::calls("cuMemHostUnregister"), 2);
+    assert_eq!((progress.done(), progress.total()), (0, 0));
+    unimem::fault::reset();
+    let again = register(&block, &driver);
+    // SAFETY: the whole Block; no view of its bytes is alive during the call.
+    unsafe {
+        again
+            .context()
+            .memset_d8(again.device_ptr(), 0x77, block.size())
+            .unwrap();
+    }
+    drop(again);
+    assert!(block.as_bytes().iter().all(|&b| b == 0x77));
+}
+
+/// A Block on huge pages (where the machine offers them) registers in chunks of its page
+/// size; the GPU writes and reads it.
+#[test]
+fn huge_page_blocks_register() {
+    let Some(driver) = gpu("huge_page_blocks_register") else {
+        return;
+    };
+    let mut block = Block::builder(8 * MIB)
+        .huge_pages(HugePages::Try)
+        .pin(Pin::BestEffort)
+        .open()
+        .unwrap();
+    eprintln!(
+        "huge_page_blocks_register: {} pages of {} bytes",
+        block.pages(),
+        block.page_size()
+    );
+    for (i, b) in block.as_bytes_mut().iter_mut().enumerate() {
+        *b = pattern(i);
+    }
+    // 3 MiB rounds down to the page in use: 2 MiB chunks on huge pages.
+    let options = RegisterOptions::new().chunk(3 * MIB);
+    let registered = block.register_cuda_with(&driver, 0, &options).unwrap();
+    let chunk = 3 * MIB / block.page_size() * block.page_size();
+    assert_eq!(registered.chunks(), block.size().div_ceil(chunk));
+    if block.pages() != Pages::Base {
+        assert_eq!(registered.chunks(), 4);
+    }
+    let read = gpu_read(&registered, 0, block.size());
+    assert!(read == block.as_bytes(), "GPU read of the huge-page Block");
+    // SAFETY: the whole Block; no view of its bytes is alive during the call.
+    unsafe {
+        registered
+            .context()
+            .memset_d32(registered.device_ptr(), 0xABCD_0123, block.size() / 4)
+            .unwrap();
+    }
+    drop(registered);
+    assert!(block.as_slice::<u32>().iter().all(|&w| w == 0xABCD_0123));
 }

@@ -1211,3 +1211,102 @@ fn transfer_timed_out() {
         ],
     );
 }
+
+#[test]
+fn huge_pages_unavailable() {
+    let err = MemError::HugePagesUnavailable {
+        requested: 4 << 30,
+        page_size: 2 << 20,
+        free: 3,
+        needed: 2048,
+        shmem_enabled: "never",
+        node: None,
+    };
+    assert_eq!(err.kind(), unimem::ErrorKind::Unsupported);
+    let t = text(err);
+    contains_all(
+        &t,
+        &[
+            "4.0 GiB",
+            "4294967296",
+            "2.0 MiB",
+            "3 hugetlb pages",
+            "2048 are needed",
+            "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+            "vm.nr_hugepages=2048",
+            "`never`",
+            "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+            "41.5 GB/s",
+            "4.8 GB/s",
+            "HugePages::Try",
+        ],
+    );
+    // On a node, and a size THP cannot have: the node's pool, and why not THP.
+    let t = text(MemError::HugePagesUnavailable {
+        requested: 1 << 30,
+        page_size: 1 << 30,
+        free: 0,
+        needed: 1,
+        shmem_enabled: "not that size",
+        node: Some(1),
+    });
+    contains_all(
+        &t,
+        &[
+            "NUMA node 1",
+            "/sys/devices/system/node/node1/hugepages/hugepages-1048576kB/nr_hugepages",
+            "do not come in that size",
+        ],
+    );
+    let t = text(MemError::HugePagesUnavailable {
+        requested: 4096,
+        page_size: 0,
+        free: 0,
+        needed: 0,
+        shmem_enabled: "not linux",
+        node: None,
+    });
+    contains_all(&t, &["Linux only", "HugePages::Try"]);
+}
+
+#[test]
+fn bad_numa_node() {
+    let err = MemError::BadNumaNode {
+        node: 7,
+        online: "0-1".into(),
+        reason: "does not exist or is offline",
+    };
+    assert_eq!(err.kind(), unimem::ErrorKind::InvalidInput);
+    let t = text(err);
+    contains_all(&t, &["NUMA node 7", "does not exist", "0-1", "numa_node"]);
+    let t = text(MemError::BadNumaNode {
+        node: 0,
+        online: String::new(),
+        reason: "NUMA placement is Linux only",
+    });
+    contains_all(&t, &["Linux only", "lists no NUMA nodes"]);
+}
+
+#[test]
+fn cuda_not_contiguous() {
+    let err = MemError::CudaNotContiguous {
+        device: 0,
+        offset: 64 << 30,
+        expected: 0x7f00_0000_0000 + (64 << 30),
+        found: 0x1_0000_0000,
+    };
+    assert_eq!(err.kind(), unimem::ErrorKind::Unsupported);
+    let t = text(err);
+    contains_all(
+        &t,
+        &[
+            "device 0",
+            "64.0 GiB",
+            "0x100000000",
+            "0x7f1000000000",
+            "unified addressing",
+            "unregistered",
+            "RegisterOptions::chunk",
+        ],
+    );
+}

@@ -160,38 +160,6 @@ fn open_mlock2_refused_with_eagain() {
 }
 
 #[test]
-fn open_final_mlock_refused() {
-    in_child("open_final_mlock_refused", || {
-        // mlock2(ONFAULT) succeeded and populated; the full lock after it fails.
-        fault::fail("mlock", 1, libc::ENOMEM);
-        let before = Census::take();
-        let err = Block::open(MIB).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                MemError::LockRefused {
-                    errno: libc::ENOMEM,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        before.unchanged("mlock refused after mlock2");
-        // The same refusal under BestEffort: a Block, unlocked (munlock ran), populated.
-        fault::reset();
-        fault::fail("mlock", 1, libc::ENOMEM);
-        let block = Block::builder(MIB).pin(Pin::BestEffort).open().unwrap();
-        assert!(!block.is_pinned());
-        assert_eq!(fault::calls("munlock"), 1);
-        assert_eq!(common::status_bytes("VmLck:"), before.locked);
-        assert!(block.as_bytes().iter().all(|&b| b == 0));
-    });
-}
-
-// ---------------------------------------------------------------------------------------
-// Open: the fallbacks
-
-#[test]
 fn without_mlock2_plain_mlock_pins() {
     in_child("without_mlock2_plain_mlock_pins", || {
         for errno in [libc::ENOSYS, libc::EINVAL] {

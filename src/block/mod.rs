@@ -23,10 +23,18 @@
 //! the import, [`ReadOnlyBlock`], freezing); on macOS it is an IOSurface with shapes and mach
 //! ports of its own (`apple/`).
 //!
+//! At server scale (`specs/scale.md`) the Builder also chooses huge pages ([`HugePages`]),
+//! a NUMA node, the populating threads and a [`Progress`] to follow the work, and large
+//! Blocks are released on a background thread ([`wait_for_releases`]).
+//!
 //! ```text
 //! block/
 //!   mod.rs, id.rs        Block, Extent, Builder, Pin, Access; the registry of live ids
+//!   pages.rs             HugePages, Pages: which pages, asked for and given
+//!   progress.rs          Progress: counters that long work adds to
 //!   os/                  the backend, chosen once: linux.rs | apple.rs | heap.rs
+//!   linux/  (Linux)      huge.rs, numa.rs, populate.rs, release.rs, sysfs.rs: the parts of
+//!                        the Linux backend for Blocks at server scale
 //!   share/  (Linux)      message.rs (Share), import.rs, read_only.rs (ReadOnlyBlock),
 //!                        freeze.rs, mapped.rs (files this process maps)
 //!   apple/  (macOS)      surface.rs (SurfaceShape, 2-D surfaces), mach_port.rs (MachPort)
@@ -54,6 +62,10 @@ mod heap_backend;
 #[cfg(all(target_os = "macos", not(miri)))]
 mod apple;
 mod id;
+#[cfg(all(target_os = "linux", not(miri)))]
+mod linux;
+mod pages;
+pub(crate) mod progress;
 // The registry of mapped files is plain Rust, compiled for unit tests everywhere (Miri too).
 #[cfg(any(all(target_os = "linux", not(miri)), test))]
 mod share;
@@ -68,6 +80,10 @@ pub use crate::ffi::apple::IOSurfaceRef;
 #[cfg(all(target_os = "macos", not(miri)))]
 pub use apple::{MachPort, SurfaceShape};
 #[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) use linux::{huge, numa};
+pub use pages::{HugePages, Pages};
+pub use progress::Progress;
+#[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) use share::check_read;
 #[cfg(all(target_os = "linux", not(miri)))]
 pub use share::{ReadOnlyBlock, Share};
@@ -75,6 +91,7 @@ pub use share::{ReadOnlyBlock, Share};
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use bytemuck::Pod;
 
@@ -111,7 +128,8 @@ pub enum Access {
     ReadOnly,
 }
 
-/// Options for opening a [`Block`]: pin policy and debug name.
+/// Options for opening a [`Block`]: pin policy and debug name; at server scale, huge pages,
+/// a NUMA node, the populating threads and a [`Progress`] (`specs/scale.md`).
 ///
 /// ```
 /// use unimem::{Block, Pin};
@@ -121,12 +139,44 @@ pub enum Access {
 /// assert_eq!(block.size(), 1 << 20);
 /// # Ok::<(), unimem::MemError>(())
 /// ```
+///
+/// A large Block for a server: huge pages where the system grants them, on the GPU's NUMA
+/// node, with a progress bar fed from another thread:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use unimem::{Block, HugePages, Progress};
+///
+/// let progress = Arc::new(Progress::new());
+/// let watcher = {
+///     let progress = Arc::clone(&progress);
+///     std::thread::spawn(move || {
+///         while progress.fraction() < 1.0 {
+///             eprint!("\r{:3.0}%", 100.0 * progress.fraction());
+///             std::thread::sleep(std::time::Duration::from_millis(200));
+///         }
+///     })
+/// };
+/// let cache = Block::builder(256 << 30)
+///     .huge_pages(HugePages::Try)
+///     .numa_node(0)
+///     .progress(&progress)
+///     .open()?;
+/// watcher.join().unwrap();
+/// println!("{} on {} pages of {} bytes", cache.size(), cache.pages(), cache.page_size());
+/// # Ok::<(), unimem::MemError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a Builder does nothing until `open` is called"]
 pub struct Builder {
     size: usize,
     pin: Pin,
     name: String,
+    huge: HugePages,
+    huge_size: usize,
+    node: Option<u32>,
+    threads: usize,
+    progress: Option<Arc<Progress>>,
 }
 
 /// The longest debug name: the kernel's NAME_MAX (255) less the `memfd:` prefix.
@@ -146,8 +196,49 @@ impl Builder {
         self
     }
 
+    /// Sets whether the Block is made of huge pages (default [`HugePages::Never`]).
+    /// [`Extent::pages`] and [`Extent::page_size`] say what it got; its size is rounded up
+    /// to that page size, never more.
+    pub fn huge_pages(mut self, policy: HugePages) -> Builder {
+        self.huge = policy;
+        self
+    }
+
+    /// Sets the huge page size, in bytes (default 0: the system's default hugetlb size, or
+    /// a transparent huge page). 1 GiB asks for hugetlb pages of 1 GiB, which only a
+    /// reserved pool has; 2 MiB for hugetlb or transparent huge pages of 2 MiB. A size the
+    /// system does not offer gives base pages under [`HugePages::Try`] and
+    /// [`MemError::HugePagesUnavailable`] under [`HugePages::Required`].
+    pub fn huge_page_size(mut self, bytes: usize) -> Builder {
+        self.huge_size = bytes;
+        self
+    }
+
+    /// Places the Block on NUMA node `node`: every page is allocated there (`MPOL_BIND`),
+    /// and the populating threads run on the node's CPUs. A node that does not exist (or
+    /// has no memory) is [`MemError::BadNumaNode`]. Linux only.
+    pub fn numa_node(mut self, node: u32) -> Builder {
+        self.node = Some(node);
+        self
+    }
+
+    /// Sets how many threads populate the Block (default 0: automatic, see
+    /// `specs/scale.md`). One thread is never given less than 32 MiB.
+    pub fn threads(mut self, threads: usize) -> Builder {
+        self.threads = threads;
+        self
+    }
+
+    /// Follows the population with `progress`: its `to_populate` grows by the Block's size
+    /// when population starts, and `populated` as pages are made (in steps of 64 MiB or
+    /// more), so another thread can poll it.
+    pub fn progress(mut self, progress: &Arc<Progress>) -> Builder {
+        self.progress = Some(Arc::clone(progress));
+        self
+    }
+
     /// Opens the Block: a zero-filled buffer of at least `size` bytes, rounded up to the
-    /// page size, populated and (per the pin policy) locked in RAM.
+    /// page size in use, populated and (per the pin policy) locked in RAM.
     ///
     /// # Errors
     ///
@@ -155,8 +246,9 @@ impl Builder {
     /// [`BadName`](MemError::BadName), [`OutOfMemory`](MemError::OutOfMemory) (checked
     /// before any memory is touched), [`LockRefused`](MemError::LockRefused) under
     /// [`Pin::Required`], [`PinUnsupported`](MemError::PinUnsupported) where the backend
-    /// cannot pin, and [`Os`](MemError::Os) for any other refusal. Nothing is leaked on any
-    /// error path.
+    /// cannot pin, [`HugePagesUnavailable`](MemError::HugePagesUnavailable) under
+    /// [`HugePages::Required`], [`BadNumaNode`](MemError::BadNumaNode), and
+    /// [`Os`](MemError::Os) for any other refusal. Nothing is leaked on any error path.
     pub fn open(self) -> Result<Block, MemError> {
         if self.size == 0 {
             return Err(MemError::ZeroSize);
@@ -177,11 +269,37 @@ impl Builder {
                 reason: "contains a NUL byte",
             });
         }
-        let map = os::Mapping::open(len, &self.name, self.pin)?;
+        let map = os::Mapping::open(len, &self)?;
         Ok(Block {
             extent: Extent::new(map, self.name.into_boxed_str()),
         })
     }
+}
+
+/// Blocks until every Block dropped so far has been released: unmapped and closed by this
+/// process, its memory back with the system unless another process or a device holds it.
+///
+/// Dropping a Block of 256 MiB or more on Linux returns at once and leaves the release to
+/// a background thread (`specs/scale.md`, "Release"); meanwhile the memory still counts as
+/// in use ([`Limits::releasing`](crate::Limits::releasing)). `Block::open` waits by itself
+/// when a new Block would not fit otherwise; call this where the memory must be back now
+/// (before measuring, before handing it to another program). Elsewhere it returns at once.
+///
+/// ```
+/// use unimem::{Block, Pin};
+///
+/// drop(Block::builder(1 << 20).pin(Pin::BestEffort).open()?);
+/// unimem::wait_for_releases();
+/// assert_eq!(unimem::Limits::read().releasing, 0);
+/// # Ok::<(), unimem::MemError>(())
+/// ```
+pub fn wait_for_releases() {
+    os::wait_for_releases();
+}
+
+/// Bytes of dropped Blocks not yet released (`Limits::releasing`).
+pub(crate) fn releasing() -> u64 {
+    os::releasing()
 }
 
 /// A Block's identity and addresses, without access to its bytes.
@@ -216,8 +334,8 @@ impl Extent {
 
 /// The release order (specs/README.md, principle 1): first what devices hold, a kept CUDA
 /// registration (synchronize, unregister, release the primary context), then the mapping
-/// itself, which the backend's `Mapping` releases in its own order (on Linux `munlock`,
-/// `munmap`, `close`).
+/// itself, which the backend's `Mapping` releases in its own order (on Linux `munmap`, then
+/// `close`, on the release thread for large Blocks).
 impl Drop for Extent {
     fn drop(&mut self) {
         #[cfg(feature = "cuda")]
@@ -244,10 +362,38 @@ impl Extent {
         self.map.base().as_ptr()
     }
 
-    /// Size in bytes: the requested size rounded up to whole pages (on Apple, the
-    /// IOSurface's allocation size, which may be larger still; always whole pages).
+    /// Size in bytes: the requested size rounded up to whole pages of
+    /// [`page_size`](Extent::page_size) (on Apple, the IOSurface's allocation size, which
+    /// may be larger still; always whole pages).
     pub fn size(&self) -> usize {
         self.map.len()
+    }
+
+    /// The size of the pages behind the Block: [`page_size()`](crate::page_size) for base
+    /// pages, the huge page size otherwise. The Block's address and size are multiples of
+    /// it.
+    ///
+    /// ```
+    /// use unimem::{Block, Pages, Pin};
+    ///
+    /// let block = Block::builder(10_000).pin(Pin::BestEffort).open()?;
+    /// assert_eq!((block.pages(), block.page_size()), (Pages::Base, unimem::page_size()));
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn page_size(&self) -> usize {
+        self.map.page_size()
+    }
+
+    /// Which pages back the Block: base pages, transparent huge pages or hugetlb pages
+    /// ([`Builder::huge_pages`]). An import of a hugetlb memfd says `HugeTlb`; an import of
+    /// a shmem memfd says `Base`, whatever the owner's pages (the file does not tell).
+    pub fn pages(&self) -> Pages {
+        self.map.pages()
+    }
+
+    /// The NUMA node the Block was placed on with [`Builder::numa_node`], if any.
+    pub fn numa_node(&self) -> Option<u32> {
+        self.map.numa_node()
     }
 
     /// A nonzero id, unique among the live Blocks of this process (on Apple, the
@@ -321,6 +467,27 @@ impl Extent {
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.map.fd()
     }
+
+    /// Bytes of the Block on each NUMA node, `(node, bytes)` by node, from
+    /// `/proc/self/numa_maps`: where its pages landed. Linux only.
+    ///
+    /// ```
+    /// use unimem::{Block, Pin};
+    ///
+    /// let block = Block::builder(1 << 20).pin(Pin::BestEffort).open()?;
+    /// if let Ok(nodes) = block.numa_bytes() {
+    ///     assert_eq!(nodes.iter().map(|&(_, b)| b).sum::<u64>(), 1 << 20);
+    /// }
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Os`](MemError::Os) `{ call: "read /proc/self/numa_maps", .. }` where the kernel has
+    /// no NUMA (`ENOENT`) or the file has no line for the Block (`ESRCH`).
+    pub fn numa_bytes(&self) -> Result<Vec<(u32, u64)>, MemError> {
+        self.map.numa_bytes()
+    }
 }
 
 impl fmt::Debug for Extent {
@@ -330,6 +497,8 @@ impl fmt::Debug for Extent {
             .field("name", &self.name())
             .field("address", &self.address())
             .field("size", &self.size())
+            .field("pages", &self.pages())
+            .field("page_size", &self.page_size())
             .field("pinned", &self.is_pinned())
             .field("access", &self.access())
             .field("backend", &self.backend())
@@ -385,6 +554,11 @@ impl Block {
             size,
             pin: Pin::Required,
             name: String::from("unimem"),
+            huge: HugePages::Never,
+            huge_size: 0,
+            node: None,
+            threads: 0,
+            progress: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! | [`Context`] | a retained primary context; fills and copies on device addresses |
 //! | [`CudaBlock`] | a Block registered with a device ([`Extent::register_cuda`](crate::Extent::register_cuda)) |
 //! | [`Registered`] | a registration that owns its memory (an [`Owner`](crate::Owner)): no borrow, for C and Python |
+//! | [`RegisterOptions`] | chunk size and progress of a registration ([`Extent::register_cuda_with`](crate::Extent::register_cuda_with)) |
 //! | [`DeviceMemory`] | memory on the device (`cuMemAlloc`) |
 //! | [`HostMemory`] | CUDA's own pinned host memory (`cuMemAllocHost`), the baseline |
 //! | [`Stream`] | a stream of a context: the queue batched copies go into |
@@ -86,5 +87,5 @@ pub use device_memory::DeviceMemory;
 pub use driver::Driver;
 pub use host_memory::HostMemory;
 pub(crate) use registration::Registration;
-pub use registration::{CudaBlock, Registered};
+pub use registration::{CudaBlock, RegisterOptions, Registered};
 pub use stream::Stream;

@@ -3,12 +3,18 @@
 //!
 //! # Design
 //!
-//! [`Extent::register_cuda`] calls `cuMemHostRegister_v2` on the whole Extent with
+//! [`Extent::register_cuda`] calls `cuMemHostRegister_v2` on the Extent with
 //! `PORTABLE | DEVICEMAP` (and `READ_ONLY` for a read-only mapping), in the device's
 //! primary context, and looks the device pointer up with `cuMemHostGetDevicePointer_v2`.
+//! A Block larger than a chunk (64 GiB by default, [`RegisterOptions::chunk`]) is
+//! registered chunk by chunk, because drivers refuse one call of 512 GiB or more and one
+//! huge call holds driver-wide locks for minutes; each chunk's device address must follow
+//! the previous one's (unified addressing makes them equal to the host addresses), so the
+//! caller still gets one device pointer for the whole Block.
 //! The registration itself is a private, owned `Registration`: its `Drop` synchronizes the
-//! context, unregisters (`cuMemHostUnregister`) and then releases the context. It lives in
-//! one of two places:
+//! context, unregisters every chunk registered (`cuMemHostUnregister`), and then releases
+//! the context; a registration that fails part way drops its half-built `Registration`,
+//! which undoes the chunks made so far. It lives in one of two places:
 //!
 //! - in the returned [`CudaBlock`], which borrows the Extent, so the Block can be neither
 //!   dropped (unmapped) nor viewed mutably while it is registered; dropping the `CudaBlock`
@@ -18,8 +24,7 @@
 //!   any more, so an owner that lends parts of it (a Tape) can `clear` it while it stays
 //!   registered.
 //!
-//! Either way the order is: unregister, release the context, then `munlock`, `munmap`,
-//! `close`.
+//! Either way the order is: unregister, release the context, then `munmap`, `close`.
 //!
 //! # Why it is sound
 //!
@@ -40,9 +45,11 @@
 
 use std::ffi::{c_uint, c_void};
 use std::fmt;
+use std::sync::Arc;
 
 use super::{Attribute, Context, Device, Driver};
-use crate::block::{Access, Extent};
+use crate::block::progress::{Tracker, Work};
+use crate::block::{Access, Extent, Progress};
 use crate::error::MemError;
 use crate::owner::Owner;
 
@@ -60,6 +67,66 @@ const ALREADY_REGISTERED: i32 = 712;
 /// are mapped `PROT_READ` (registering those without `READ_ONLY` fails).
 fn registers_read_only(extent: &Extent) -> bool {
     extent.access() == Access::ReadOnly
+}
+
+/// How [`Extent::register_cuda_with`] registers: in chunks of at most
+/// [`chunk`](RegisterOptions::chunk) bytes, following a [`Progress`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use unimem::Progress;
+/// use unimem::cuda::RegisterOptions;
+///
+/// let progress = Arc::new(Progress::new());
+/// let options = RegisterOptions::new().chunk(16 << 30).progress(&progress);
+/// assert_eq!(options.chunk_size(), 16 << 30);
+/// assert_eq!(RegisterOptions::default().chunk_size(), RegisterOptions::DEFAULT_CHUNK);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "options do nothing until given to `register_cuda_with`"]
+pub struct RegisterOptions {
+    chunk: usize,
+    progress: Option<Arc<Progress>>,
+}
+
+impl Default for RegisterOptions {
+    fn default() -> RegisterOptions {
+        RegisterOptions {
+            chunk: RegisterOptions::DEFAULT_CHUNK,
+            progress: None,
+        }
+    }
+}
+
+impl RegisterOptions {
+    /// The default chunk, 64 GiB: the most vLLM registers in one call, well below the
+    /// 512 GiB that drivers of the r580 series refuse.
+    pub const DEFAULT_CHUNK: usize = 64 << 30;
+
+    /// The defaults: chunks of [`DEFAULT_CHUNK`](RegisterOptions::DEFAULT_CHUNK), no
+    /// progress.
+    pub fn new() -> RegisterOptions {
+        RegisterOptions::default()
+    }
+
+    /// Registers in chunks of at most `bytes` (rounded down to the Block's page size, at
+    /// least one page): one `cuMemHostRegister` call each.
+    pub fn chunk(mut self, bytes: usize) -> RegisterOptions {
+        self.chunk = bytes;
+        self
+    }
+
+    /// The chunk size asked for, before rounding to the Block's page size.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+
+    /// Follows the registration with `progress`: `to_register` grows by the Block's size
+    /// first, `registered` by each chunk as it is registered.
+    pub fn progress(mut self, progress: &Arc<Progress>) -> RegisterOptions {
+        self.progress = Some(Arc::clone(progress));
+        self
+    }
 }
 
 impl Extent {
@@ -80,6 +147,10 @@ impl Extent {
     ///
     /// Registration pins the pages itself; an unpinned Block (opened with
     /// `Pin::BestEffort`) can be registered too.
+    ///
+    /// Blocks larger than 64 GiB are registered in chunks of 64 GiB and still get one
+    /// device pointer; [`register_cuda_with`](Extent::register_cuda_with) sets the chunk and
+    /// follows the work with a [`Progress`].
     ///
     /// # Errors
     ///
@@ -120,6 +191,44 @@ impl Extent {
     /// # Ok::<(), unimem::MemError>(())
     /// ```
     pub fn register_cuda(&self, driver: &Driver, device: u32) -> Result<CudaBlock<'_>, MemError> {
+        self.register_cuda_with(driver, device, &RegisterOptions::default())
+    }
+
+    /// [`register_cuda`](Extent::register_cuda) with options: the chunk size and a
+    /// [`Progress`].
+    ///
+    /// Each chunk is one `cuMemHostRegister_v2` call (the last one shorter); each chunk's
+    /// device address must be the first's plus its offset, as unified addressing makes it,
+    /// so that [`CudaBlock::device_ptr`] `+ offset` is valid for every offset. If a chunk
+    /// fails, every chunk registered before it is unregistered and the error returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`register_cuda`](Extent::register_cuda), and
+    /// [`CudaNotContiguous`](MemError::CudaNotContiguous) where the chunks' device addresses
+    /// do not follow one another.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use unimem::{Block, Progress};
+    /// use unimem::cuda::{Driver, RegisterOptions};
+    ///
+    /// let block = Block::open(8 << 30)?;
+    /// let driver = Driver::load()?;
+    /// let progress = Arc::new(Progress::new());
+    /// let options = RegisterOptions::new().chunk(1 << 30).progress(&progress);
+    /// let registered = block.register_cuda_with(&driver, 0, &options)?;
+    /// assert_eq!((registered.chunks(), progress.registered()), (8, 8 << 30));
+    /// # Ok::<(), unimem::MemError>(())
+    /// ```
+    pub fn register_cuda_with(
+        &self,
+        driver: &Driver,
+        device: u32,
+        options: &RegisterOptions,
+    ) -> Result<CudaBlock<'_>, MemError> {
         let device = driver.device(device)?;
         let read_only = registers_read_only(self);
         device.require(Attribute::CanMapHostMemory)?;
@@ -129,34 +238,30 @@ impl Extent {
         }
         let flags = PORTABLE | DEVICEMAP | if read_only { READ_ONLY } else { 0 };
         let context = device.context()?;
-        {
-            let _current = context.enter()?;
-            // SAFETY: the Extent's mapping covers `address..address + size` and stays
-            // mapped while the `CudaBlock` built below borrows it; that `CudaBlock`
-            // unregisters this very base in `Drop`. Registration does not change the bytes.
-            unsafe {
-                context
-                    .api()
-                    .mem_host_register(self.address().cast(), self.size(), flags)
-            }
-            .map_err(|code| match code {
-                ALREADY_REGISTERED => MemError::CudaAlreadyRegistered {
-                    device: device.ordinal(),
-                    address: self.address() as usize,
-                    size: self.size(),
-                },
-                _ => context.error("cuMemHostRegister_v2", code, Some(self.size())),
-            })?;
-        }
+        let page = self.page_size().max(crate::page_size());
+        let chunk = (options.chunk / page * page).max(page);
+        let tracker = Tracker::start(
+            options.progress.as_deref(),
+            Work::Register,
+            self.size() as u64,
+        );
         let mut registration = Registration {
             context,
             address: self.address() as usize,
             size: self.size(),
+            chunk,
+            chunks: 0,
             device_ptr: 0,
             read_only,
         };
-        // On failure `registration` drops here, and its `Drop` unregisters.
-        registration.device_ptr = registration.look_up_device_ptr()?;
+        // On any failure below `registration` drops, and its `Drop` unregisters every chunk
+        // registered so far.
+        for offset in (0..self.size()).step_by(chunk) {
+            let len = chunk.min(self.size() - offset);
+            registration.register_chunk(offset, len, flags)?;
+            tracker.advance(len as u64);
+        }
+        tracker.finish();
         Ok(CudaBlock {
             extent: self,
             registration,
@@ -201,25 +306,60 @@ pub(crate) struct Registration {
     /// to the driver to name the registration.
     address: usize,
     size: usize,
+    /// Bytes per `cuMemHostRegister` call (the last chunk may be shorter).
+    chunk: usize,
+    /// Chunks registered so far, from the base: the ones `Drop` unregisters.
+    chunks: usize,
     device_ptr: u64,
     read_only: bool,
 }
 
 impl Registration {
-    fn look_up_device_ptr(&self) -> Result<u64, MemError> {
+    /// Registers the `len` bytes at `offset` (the next chunk), checks that its device
+    /// address follows the first chunk's, and counts it.
+    fn register_chunk(&mut self, offset: usize, len: usize, flags: c_uint) -> Result<(), MemError> {
+        let device = self.context.device().ordinal();
         let _current = self.context.enter()?;
-        self.context
+        let at = self.at(offset);
+        // SAFETY: `at..at + len` lies inside the Extent's mapping (the caller steps through
+        // `0..size`), which stays mapped while the `CudaBlock` built from this registration
+        // borrows it or the Extent keeps it; `Drop` unregisters this very chunk base.
+        // Registration does not change the bytes.
+        unsafe { self.context.api().mem_host_register(at, len, flags) }.map_err(
+            |code| match code {
+                ALREADY_REGISTERED => MemError::CudaAlreadyRegistered {
+                    device,
+                    address: self.address,
+                    size: self.size,
+                },
+                _ => self.context.error("cuMemHostRegister_v2", code, Some(len)),
+            },
+        )?;
+        self.chunks += 1;
+        let found = self
+            .context
             .api()
-            .mem_host_device_pointer(self.base())
+            .mem_host_device_pointer(at)
             .map_err(|code| {
                 self.context
-                    .error("cuMemHostGetDevicePointer_v2", code, Some(self.size))
-            })
+                    .error("cuMemHostGetDevicePointer_v2", code, Some(len))
+            })?;
+        if offset == 0 {
+            self.device_ptr = found;
+        } else if found != self.device_ptr.wrapping_add(offset as u64) {
+            return Err(MemError::CudaNotContiguous {
+                device,
+                offset,
+                expected: self.device_ptr.wrapping_add(offset as u64),
+                found,
+            });
+        }
+        Ok(())
     }
 
-    /// The registered base, as the pointer the driver's calls take.
-    fn base(&self) -> *mut c_void {
-        std::ptr::without_provenance_mut(self.address)
+    /// The host byte at `offset`, as the pointer the driver's calls take.
+    fn at(&self, offset: usize) -> *mut c_void {
+        std::ptr::without_provenance_mut(self.address + offset)
     }
 }
 
@@ -230,12 +370,18 @@ impl Drop for Registration {
         if let Ok(_current) = self.context.enter() {
             // Work queued in the context may still use the pages: let it finish first.
             let _ = self.context.api().ctx_synchronize();
-            // SAFETY: this is the base of the registration made in `register_cuda`; the
-            // Extent is still mapped (whoever holds a `Registration` drops it first), and
-            // the context has no work left.
-            let _ = unsafe { self.context.api().mem_host_unregister(self.base()) };
+            for i in (0..self.chunks).rev() {
+                // SAFETY: this is the base of a chunk registered in `register_chunk`; the
+                // Extent is still mapped (whoever holds a `Registration` drops it first),
+                // and the context has no work left.
+                let _ = unsafe {
+                    self.context
+                        .api()
+                        .mem_host_unregister(self.at(i * self.chunk))
+                };
+            }
         }
-        // `context` drops after this body: its release follows the unregister.
+        // `context` drops after this body: its release follows the unregisters.
     }
 }
 
@@ -246,6 +392,8 @@ impl fmt::Debug for Registration {
             .field("address", &format_args!("{:#x}", self.address))
             .field("device_ptr", &format_args!("{:#x}", self.device_ptr))
             .field("size", &self.size)
+            .field("chunk", &self.chunk)
+            .field("chunks", &self.chunks)
             .field("read_only", &self.read_only)
             .finish()
     }
@@ -311,6 +459,12 @@ impl<'a> CudaBlock<'a> {
     /// for a read-only import.
     pub fn is_read_only(&self) -> bool {
         self.registration.read_only
+    }
+
+    /// How many `cuMemHostRegister` calls (chunks) the registration took: 1 for a Block no
+    /// larger than the chunk size ([`RegisterOptions::chunk`]).
+    pub fn chunks(&self) -> usize {
+        self.registration.chunks
     }
 
     /// Keeps the registration for as long as the Block lives, and returns its device

@@ -150,7 +150,8 @@ impl MemError {
             | MemError::CudaStreamContext { .. }
             | MemError::CopyOutOfRange { .. }
             | MemError::CopyOverlap { .. }
-            | MemError::BadTensorView { .. } => K::InvalidInput,
+            | MemError::BadTensorView { .. }
+            | MemError::BadNumaNode { .. } => K::InvalidInput,
             MemError::StaleCell { .. } => K::Stale,
             MemError::TapeFull { .. } | MemError::GridFull { .. } => K::Full,
             MemError::OutOfMemory { .. } | MemError::AllocFailed { .. } => K::OutOfMemory,
@@ -185,7 +186,9 @@ impl MemError {
             | MemError::CudaUnsupported { .. }
             | MemError::UcxMissing { .. }
             | MemError::UcxSymbolMissing { .. }
-            | MemError::UcxVersion { .. } => K::Unsupported,
+            | MemError::UcxVersion { .. }
+            | MemError::CudaNotContiguous { .. }
+            | MemError::HugePagesUnavailable { .. } => K::Unsupported,
             MemError::Os { .. }
             | MemError::Cuda { .. }
             | MemError::CudaCopyFailed { .. }

@@ -168,6 +168,38 @@ pub enum MemError {
         /// Its `errno`.
         errno: i32,
     },
+    /// Huge pages were required ([`HugePages::Required`](crate::HugePages::Required)) and
+    /// this machine cannot give them now: no hugetlb pool of the size has enough free
+    /// pages, and transparent huge pages for shmem are not allowed or not of that size.
+    /// Nothing was made.
+    HugePagesUnavailable {
+        /// Bytes asked for, rounded up to the huge page size.
+        requested: usize,
+        /// The huge page size needed (0 where none was named, off Linux).
+        page_size: usize,
+        /// hugetlb pages of that size free and not promised to a mapping (on the node,
+        /// when one was asked); 0 where the kernel has no pool of that size.
+        free: u64,
+        /// hugetlb pages the Block needs.
+        needed: u64,
+        /// The setting of THP for shmem (`shmem_enabled`: `"never"`, `"deny"`, `"advise"`,
+        /// ...), `"not that size"` where transparent huge pages cannot have `page_size`,
+        /// `"unsupported"` where the kernel has no THP, `"not linux"` off Linux.
+        shmem_enabled: &'static str,
+        /// The NUMA node asked for, if any.
+        node: Option<u32>,
+    },
+    /// A NUMA node that this machine does not have, or that has no memory
+    /// ([`Builder::numa_node`](crate::Builder::numa_node)). Nothing was made.
+    BadNumaNode {
+        /// The node asked for.
+        node: u32,
+        /// The online nodes, as the kernel lists them (`/sys/devices/system/node/online`,
+        /// e.g. `"0-1"`); empty off Linux.
+        online: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// The CUDA driver library could not be loaded: no NVIDIA driver on this machine, or a
     /// platform where unimem does not load CUDA (feature `cuda`).
     CudaDriverMissing {
@@ -285,6 +317,19 @@ pub enum MemError {
         device: Option<u32>,
         /// The number of bytes involved, where the call concerned a range.
         bytes: Option<usize>,
+    },
+    /// A registration in chunks got device addresses that are not contiguous: the device
+    /// does not use unified addressing, so one device pointer cannot cover the Block. Every
+    /// chunk was unregistered.
+    CudaNotContiguous {
+        /// The device ordinal.
+        device: u32,
+        /// The offset of the chunk in the Block, in bytes.
+        offset: usize,
+        /// The device address that chunk needed (the first chunk's plus `offset`).
+        expected: u64,
+        /// The device address it got.
+        found: u64,
     },
     /// `Share::recv` reached the end of the stream: the peer closed
     /// its end of the socket (or died) before sending a share.

@@ -2,19 +2,21 @@
 //!
 //! # References
 //!
-//! memfd_create(2), ftruncate(2), fcntl(2) (file seals, `F_GETFL`, `F_DUPFD_CLOEXEC`), mmap(2), munmap(2),
-//! mlock(2), madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`, Linux 5.14),
-//! getrlimit(2), fstat(2) (`st_blocks`), lseek(2) (`SEEK_HOLE`, Linux 3.1), sendmsg(2),
-//! recvmsg(2), cmsg(3), unix(7) (`SCM_RIGHTS`, `SCM_CREDENTIALS`), and the kernel uapi
-//! headers `linux/memfd.h` (`MFD_NOEXEC_SEAL`, Linux 6.3), `asm-generic/socket.h`
-//! (`SO_PASSPIDFD`, Linux 6.5) and `linux/socket.h` (`SCM_PIDFD`).
+//! memfd_create(2), ftruncate(2), fcntl(2) (file seals, `F_GETFL`, `F_DUPFD_CLOEXEC`),
+//! mmap(2), munmap(2), mlock(2), madvise(2) (`MADV_POPULATE_WRITE`, `MADV_POPULATE_READ`,
+//! Linux 5.14; `MADV_HUGEPAGE`), getrlimit(2), fstat(2) (`st_blocks`), fstatfs(2), lseek(2)
+//! (`SEEK_HOLE`, Linux 3.1), mbind(2), sched_setaffinity(2), sendmsg(2), recvmsg(2), cmsg(3),
+//! unix(7) (`SCM_RIGHTS`, `SCM_CREDENTIALS`), and the kernel uapi headers `linux/memfd.h`
+//! (`MFD_NOEXEC_SEAL`, Linux 6.3; `MFD_HUGE_SHIFT`), `linux/mempolicy.h` (`MPOL_BIND`),
+//! `linux/magic.h` (`HUGETLBFS_MAGIC`), `asm-generic/socket.h` (`SO_PASSPIDFD`, Linux 6.5)
+//! and `linux/socket.h` (`SCM_PIDFD`).
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::os::last_errno;
-pub(crate) use super::os::{Errno, mlock, munlock};
+pub(crate) use super::os::{Errno, mlock};
 
 /// `memfd_create(name, flags)`: a new anonymous file, closed on exec.
 pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
@@ -300,12 +302,24 @@ pub(crate) fn mmap_shared(
     len: usize,
     prot: libc::c_int,
 ) -> Result<NonNull<u8>, Errno> {
+    mmap_shared_near(fd, len, prot, 0)
+}
+
+/// `mmap(hint, len, prot, MAP_SHARED, fd, 0)`: as [`mmap_shared`], placed at `hint` if that
+/// range is free (without `MAP_FIXED` the kernel never replaces a mapping: it takes the
+/// hint or picks another range). `hint` 0 lets the kernel choose.
+pub(crate) fn mmap_shared_near(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    prot: libc::c_int,
+    hint: usize,
+) -> Result<NonNull<u8>, Errno> {
     fault!("mmap");
-    // SAFETY: with a null hint the kernel picks an unused range, so no existing mapping is
-    // replaced; `fd` is open for the borrow.
+    // SAFETY: without MAP_FIXED the kernel picks an unused range (the hint, or another),
+    // so no existing mapping is replaced; `fd` is open for the borrow.
     let ptr = unsafe {
         libc::mmap(
-            std::ptr::null_mut(),
+            std::ptr::without_provenance_mut(hint),
             len,
             prot,
             libc::MAP_SHARED,
@@ -403,6 +417,138 @@ pub(crate) fn populate_read(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
     // unchanged and an unmapped range is an error.
     match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_POPULATE_READ) } {
         0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`: an
+/// inaccessible range that holds a place in the address space and costs no memory.
+pub(crate) fn mmap_reserve(len: usize) -> Result<NonNull<u8>, Errno> {
+    fault!("mmap(PROT_NONE)");
+    // SAFETY: with a null hint the kernel picks an unused range; an anonymous PROT_NONE
+    // mapping cannot be read or written, so it hands out nothing.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    NonNull::new(ptr.cast()).ok_or(libc::EINVAL)
+}
+
+/// `madvise(ptr, len, MADV_HUGEPAGE)`: ask for transparent huge pages in the range (for a
+/// shmem mapping, effective where `shmem_enabled` is `advise`, `within_size` or `always`).
+pub(crate) fn advise_huge_pages(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    fault!("madvise(MADV_HUGEPAGE)");
+    // SAFETY: MADV_HUGEPAGE only sets a flag on the mappings in the range; no byte changes.
+    match unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_HUGEPAGE) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `MPOL_BIND` (linux/mempolicy.h): allocate only on the nodes of the mask.
+const MPOL_BIND: libc::c_int = 2;
+
+/// `syscall(SYS_mbind, ptr, len, MPOL_BIND, {node}, maxnode, 0)`: every page of the range
+/// not yet allocated will be allocated on `node` (for a shared mapping of a file, the
+/// policy is the file's). glibc has no wrapper (libnuma has), hence the raw system call.
+pub(crate) fn mbind(ptr: NonNull<u8>, len: usize, node: u32) -> Result<(), Errno> {
+    fault!("mbind");
+    let bits = libc::c_ulong::BITS as usize;
+    let node = node as usize;
+    let mut mask = vec![0 as libc::c_ulong; node / bits + 1];
+    mask[node / bits] |= 1 << (node % bits);
+    // The kernel reads `maxnode - 1` bits (mbind(2), `get_nodes`): exactly the mask's.
+    let maxnode = (mask.len() * bits + 1) as libc::c_ulong;
+    // SAFETY: mbind reads `mask.len()` words from a live local vector and changes only the
+    // memory policy of the range, never its contents or mapping; a bad range is an error.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            ptr.as_ptr(),
+            len,
+            MPOL_BIND,
+            mask.as_ptr(),
+            maxnode,
+            0 as libc::c_uint,
+        )
+    };
+    match got {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `sched_getaffinity(0)`: the CPUs the calling thread may run on.
+pub(crate) fn cpu_affinity() -> Result<Vec<usize>, Errno> {
+    fault!("sched_getaffinity");
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into the local set.
+    let got = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if got != 0 {
+        return Err(last_errno());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads one bit of the local set; `cpu` is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// `sched_setaffinity(0, cpus)`: the calling thread runs only on `cpus` from now on (those
+/// at or above `CPU_SETSIZE` are left out).
+pub(crate) fn set_cpu_affinity(cpus: &[usize]) -> Result<(), Errno> {
+    fault!("sched_setaffinity");
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes one bit of the local set; `cpu` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the kernel reads the local set; it changes only this thread's scheduling.
+    match unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}
+
+/// `HUGETLBFS_MAGIC` (linux/magic.h): `f_type` of a file on hugetlbfs.
+pub(crate) const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+
+/// What `fstatfs` says about the filesystem of a file: its type and block size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FsStat {
+    /// `f_type`: the filesystem's magic number.
+    pub(crate) kind: u64,
+    /// `f_bsize`: on hugetlbfs, the huge page size.
+    pub(crate) block_size: u64,
+}
+
+/// `fstatfs(fd)`.
+// `f_type` and `f_bsize` are signed words on some targets.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn fstatfs(fd: BorrowedFd<'_>) -> Result<FsStat, Errno> {
+    fault!("fstatfs");
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs writes one `statfs` through a pointer to a live local; `fd` is open
+    // for the borrow.
+    match unsafe { libc::fstatfs(fd.as_raw_fd(), stat.as_mut_ptr()) } {
+        0 => {
+            // SAFETY: fstatfs returned 0, so it filled in the whole struct.
+            let stat = unsafe { stat.assume_init() };
+            Ok(FsStat {
+                kind: stat.f_type as u64,
+                block_size: stat.f_bsize as u64,
+            })
+        }
         _ => Err(last_errno()),
     }
 }

@@ -60,8 +60,8 @@ pub(crate) fn mlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno>
     }
 }
 
-/// `munlock(ptr, len)`.
-#[cfg(not(miri))]
+/// `munlock(ptr, len)`. macOS only: on Linux `munmap` unlocks a locked range itself.
+#[cfg(all(target_os = "macos", not(miri)))]
 pub(crate) fn munlock(ptr: std::ptr::NonNull<u8>, len: usize) -> Result<(), Errno> {
     fault!("munlock");
     // SAFETY: residency only; contents are untouched.

@@ -7,6 +7,8 @@ mod cuda;
 mod grid;
 mod layout;
 mod machine;
+mod pages;
+mod progress_bar;
 mod report;
 mod share;
 #[cfg(target_os = "macos")]
@@ -30,6 +32,12 @@ struct Args {
     /// Size of the Block shared with a second process, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     share_mib: usize,
+    /// Place the Block of the Pages section on this NUMA node.
+    #[arg(long, value_name = "NODE")]
+    numa_node: Option<u32>,
+    /// Draw progress bars on stderr for multi-GiB work even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +49,12 @@ fn main() -> ExitCode {
     let mut report = report::Report::default();
     machine::probe(&mut report);
     block::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
+    pages::exercise(
+        &mut report,
+        args.block_mib.saturating_mul(1 << 20),
+        args.numa_node,
+        args.progress,
+    );
     tape::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));
     grid::exercise(&mut report);
     layout::exercise(&mut report, args.block_mib.saturating_mul(1 << 20));

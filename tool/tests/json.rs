@@ -54,7 +54,9 @@ fn json_report_follows_the_schema() {
     assert_eq!(keys, ["sections", "verdicts", "version"]);
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
 
-    let mut expected = vec!["block", "grid", "layout", "machine", "share", "tape"];
+    let mut expected = vec![
+        "block", "grid", "layout", "machine", "pages", "share", "tape",
+    ];
     if cfg!(feature = "cuda") {
         expected.push("cuda");
     }

@@ -41,8 +41,17 @@ use std::ptr::NonNull;
 
 use crate::block::apple::SurfaceShape;
 use crate::block::id::Ticket;
-use crate::block::{Access, Pin};
+use crate::block::progress::{Tracker, Work};
+use crate::block::{Access, Builder, HugePages, Pages, Pin};
 use crate::error::MemError;
+
+/// Nothing is released in the background here.
+pub(crate) fn wait_for_releases() {}
+
+/// Nothing is released in the background here.
+pub(crate) fn releasing() -> u64 {
+    0
+}
 use crate::ffi::apple::{self as ffi, Cf, Key, LOCK_READ_WRITE, Surface};
 use crate::page::{page_size, round_to_pages};
 
@@ -65,10 +74,31 @@ impl Mapping {
     pub(crate) const BACKEND: &'static str = "apple iosurface";
 
     /// A flat 1-row surface of at least `len` bytes (`len` is a whole number of pages).
-    pub(crate) fn open(len: usize, _name: &str, pin: Pin) -> Result<Mapping, MemError> {
+    /// Base pages only, no NUMA placement (`specs/scale.md`, platform notes).
+    pub(crate) fn open(len: usize, builder: &Builder) -> Result<Mapping, MemError> {
+        if builder.huge == HugePages::Required {
+            return Err(MemError::HugePagesUnavailable {
+                requested: len,
+                page_size: builder.huge_size,
+                free: 0,
+                needed: 0,
+                shmem_enabled: "not linux",
+                node: builder.node,
+            });
+        }
+        if let Some(node) = builder.node {
+            return Err(MemError::BadNumaNode {
+                node,
+                online: String::new(),
+                reason: "NUMA placement is Linux only",
+            });
+        }
+        let tracker = Tracker::start(builder.progress.as_deref(), Work::Populate, len as u64);
         let request = Request::flat(len)?;
         let surface = request.create()?;
-        Mapping::attach(surface, len, pin, Contents::Zero)
+        let map = Mapping::attach(surface, len, builder.pin, Contents::Zero)?;
+        tracker.finish();
+        Ok(map)
     }
 
     /// A 2-D fp16 surface: `height` rows of `width` half floats, each row a multiple of 64
@@ -199,6 +229,18 @@ impl Mapping {
 
     pub(crate) fn is_pinned(&self) -> bool {
         self.wired
+    }
+
+    pub(crate) fn pages(&self) -> Pages {
+        Pages::Base
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        page_size()
+    }
+
+    pub(crate) fn numa_node(&self) -> Option<u32> {
+        None
     }
 
     /// Surfaces are opened read-write, by their creator or from a mach port.

@@ -4,13 +4,23 @@
 //! above Block is checked there, and on targets without a native backend. It cannot pin:
 //! [`Pin::Required`] fails with [`MemError::PinUnsupported`] except under Miri, where the
 //! policy is accepted so that the same tests run, and `is_pinned()` says `false` either way.
+//! Base pages only, no NUMA placement, released inline (`specs/scale.md`, platform notes).
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
 use crate::block::id::Ticket;
-use crate::block::{Access, Pin};
+use crate::block::progress::{Tracker, Work};
+use crate::block::{Access, Builder, HugePages, Pages, Pin};
 use crate::error::MemError;
+
+/// Nothing is released in the background here.
+pub(crate) fn wait_for_releases() {}
+
+/// Nothing is released in the background here.
+pub(crate) fn releasing() -> u64 {
+    0
+}
 
 pub(crate) struct Mapping {
     base: NonNull<u8>,
@@ -21,8 +31,25 @@ pub(crate) struct Mapping {
 impl Mapping {
     pub(crate) const BACKEND: &'static str = "portable heap";
 
-    pub(crate) fn open(len: usize, _name: &str, pin: Pin) -> Result<Mapping, MemError> {
-        if pin == Pin::Required && !cfg!(miri) {
+    pub(crate) fn open(len: usize, builder: &Builder) -> Result<Mapping, MemError> {
+        if builder.huge == HugePages::Required {
+            return Err(MemError::HugePagesUnavailable {
+                requested: len,
+                page_size: builder.huge_size,
+                free: 0,
+                needed: 0,
+                shmem_enabled: "not linux",
+                node: builder.node,
+            });
+        }
+        if let Some(node) = builder.node {
+            return Err(MemError::BadNumaNode {
+                node,
+                online: String::new(),
+                reason: "NUMA placement is Linux only",
+            });
+        }
+        if builder.pin == Pin::Required && !cfg!(miri) {
             return Err(MemError::PinUnsupported {
                 backend: Self::BACKEND,
             });
@@ -32,9 +59,11 @@ impl Mapping {
             requested: len,
             granule: page,
         })?;
+        let tracker = Tracker::start(builder.progress.as_deref(), Work::Populate, len as u64);
         // SAFETY: `len` is nonzero (checked by the Builder) and the layout is valid.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let base = NonNull::new(ptr).ok_or(MemError::AllocFailed { requested: len })?;
+        tracker.finish();
         Ok(Mapping {
             base,
             layout,
@@ -58,6 +87,18 @@ impl Mapping {
         false
     }
 
+    pub(crate) fn pages(&self) -> Pages {
+        Pages::Base
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        crate::page_size()
+    }
+
+    pub(crate) fn numa_node(&self) -> Option<u32> {
+        None
+    }
+
     /// Heap Blocks are only ever opened by their owner, never imported.
     pub(crate) fn access(&self) -> Access {
         Access::ReadWrite
@@ -78,7 +119,10 @@ mod tests {
 
     #[test]
     fn pin_required_is_unsupported_outside_miri() {
-        let required = Mapping::open(crate::page_size(), "heap", Pin::Required);
+        let required = Mapping::open(
+            crate::page_size(),
+            &crate::Block::builder(1).pin(Pin::Required),
+        );
         if cfg!(miri) {
             // Under Miri the policy is accepted so that the same tests run (module docs).
             assert!(required.is_ok_and(|map| !map.is_pinned()));
@@ -90,7 +134,11 @@ mod tests {
                 })
             ));
         }
-        let best = Mapping::open(crate::page_size(), "heap", Pin::BestEffort).unwrap();
+        let best = Mapping::open(
+            crate::page_size(),
+            &crate::Block::builder(1).pin(Pin::BestEffort),
+        )
+        .unwrap();
         assert!(!best.is_pinned());
         assert_eq!(best.len(), crate::page_size());
     }
@@ -103,7 +151,7 @@ mod tests {
         // 4 EiB: a valid layout (below isize::MAX) that no address space can hold.
         let huge = 1 << 62;
         assert!(matches!(
-            Mapping::open(huge, "heap", Pin::BestEffort),
+            Mapping::open(huge, &crate::Block::builder(1).pin(Pin::BestEffort)),
             Err(MemError::AllocFailed { requested }) if requested == huge
         ));
     }

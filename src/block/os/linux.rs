@@ -3,30 +3,38 @@
 //! Open, in order (each step's failure releases what the earlier ones acquired, through
 //! `Drop`):
 //!
-//! 1. refuse sizes that `MemAvailable` or the cgroup limit cannot hold (an oversized memfd
-//!    is not an error to the kernel: populating it summons the OOM killer);
-//! 2. `memfd_create(CLOEXEC | ALLOW_SEALING | NOEXEC_SEAL)`, retried without `NOEXEC_SEAL`
-//!    before Linux 6.3;
-//! 3. `ftruncate`, then seal `SHRINK | GROW`: no holder of the fd can ever resize the file
+//! 1. refuse a NUMA node that does not exist (`linux/numa.rs`), and choose the pages: base
+//!    pages, or where the Builder asks and the system grants them, hugetlb or transparent
+//!    huge pages, the size rounded up to the page in use (`linux/huge.rs`); should a
+//!    hugetlb attempt fail below, the next candidate is tried from step 2 on;
+//! 2. refuse sizes that `MemAvailable` or the cgroup limit cannot hold (an oversized memfd
+//!    is not an error to the kernel: populating it summons the OOM killer), after waiting
+//!    for Blocks still being released if that makes the difference; for hugetlb pages the
+//!    pool was checked in step 1 instead;
+//! 3. `memfd_create(CLOEXEC | ALLOW_SEALING | NOEXEC_SEAL [| HUGETLB | size])`, retried
+//!    without `NOEXEC_SEAL` before Linux 6.3;
+//! 4. `ftruncate`, then seal `SHRINK | GROW`: no holder of the fd can ever resize the file
 //!    and make a mapping of it fault with `SIGBUS`;
-//! 4. register the mapping, writable, in this process's registry of mapped files
+//! 5. register the mapping, writable, in this process's registry of mapped files
 //!    (`share/mapped.rs`, keyed by `fstat`'s `(st_dev, st_ino)`), then `mmap(MAP_SHARED)`, so
-//!    the same pages can be mapped by other processes;
-//! 5. `mlock2(MLOCK_ONFAULT)`: charge RLIMIT_MEMLOCK for the whole range and fail fast,
-//!    before any page is allocated, if the limit refuses;
-//! 6. populate with `MADV_POPULATE_WRITE`, split over threads for large Blocks (the cost of
-//!    shmem is per-page fault overhead, which parallelises), each page locked as it faults;
-//! 7. `mlock`, which turns the on-fault lock into a full one by walking present pages.
+//!    the same pages can be mapped by other processes (for transparent huge pages at an
+//!    address aligned to the huge page, then `MADV_HUGEPAGE`); `mbind` to the NUMA node;
+//! 6. `mlock2(MLOCK_ONFAULT)`: charge RLIMIT_MEMLOCK for the whole range and fail fast,
+//!    before any page is allocated, if the limit refuses; each page is locked as it faults;
+//! 7. populate with `MADV_POPULATE_WRITE`, split over threads (`linux/populate.rs`): once
+//!    every page is present, every page is locked. No second `mlock` walks them again.
 //!
 //! Import (`Mapping::import`, a memfd received from another process and already checked by
-//! `share/message.rs`): steps 4 to 7 only, through the same `pin` and the same `Drop`, with the
+//! `share/message.rs`): steps 5 to 7 only, through the same `pin` and the same `Drop`, with the
 //! mapping registered with its access (refused with `AlreadyMapped` where it would alias a
 //! mapping this process already has), `PROT_READ` for a read-only import, and populated
 //! with `MADV_POPULATE_READ` (read or write import alike). The owner populated every page,
 //! so populating an import only builds this process's page tables (the share's checks proved
 //! that the file holds every page, `share/message.rs`); it still splits over threads for
-//! large Blocks, because that work is per page too. The headroom check of step 1 is made by
-//! `share/import.rs`, and only for files a holder can still punch holes in.
+//! large Blocks, because that work is per page too. A hugetlb file is imported with its page
+//! size (`fstatfs`); a shmem file of whole huge pages is mapped aligned where THP for shmem
+//! is allowed, so the owner's huge pages can be mapped huge here. The headroom check of
+//! step 1 is made by `share/import.rs`, and only for files a holder can still punch holes in.
 //!
 //! Freeze (`seal_read_only`, `seal_write`, called by `share/freeze.rs`): `F_SEAL_FUTURE_WRITE`;
 //! the mapping replaced in place by a `PROT_READ` one of the same file at the same address
@@ -36,35 +44,46 @@
 //! touched again, not even by `Drop`. From the replacement on, the registration is
 //! read-only.
 //!
-//! Drop: `munlock`, `munmap`, then `close`, then the registration and the id (the fields
-//! drop in that order).
+//! Drop: `munmap`, then `close` (`munmap` unlocks a locked range itself), on the release
+//! thread for Blocks of 256 MiB or more (`linux/release.rs`); then the registration and the
+//! id (the fields drop in that order).
 
 use std::ffi::CString;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::block::id::Ticket;
+use crate::block::linux::huge::{self, Choice};
+use crate::block::linux::populate::{Plan, Populate, populate};
+use crate::block::linux::{numa, release};
+use crate::block::progress::{Progress, Tracker, Work};
 use crate::block::share::mapped::{Inode, Mapped};
-use crate::block::{Access, Pin};
+use crate::block::{Access, Builder, Pages, Pin};
 use crate::error::MemError;
 use crate::ffi::linux as ffi;
 use crate::limits::{Limits, check_headroom};
 
+/// Blocks until every Block handed to the release thread is released.
+pub(crate) fn wait_for_releases() {
+    release::wait();
+}
+
+/// Bytes handed to the release thread and not yet released.
+pub(crate) fn releasing() -> u64 {
+    release::pending()
+}
+
 /// `MFD_NOEXEC_SEAL` (linux/memfd.h, Linux 6.3): the memfd can never be made executable.
 const MFD_NOEXEC_SEAL: libc::c_uint = 0x8;
-
-/// Blocks at least this large are populated by several threads.
-const PARALLEL_MIN: usize = 64 << 20;
-/// Each populating thread gets at least this much.
-const PARALLEL_CHUNK: usize = 32 << 20;
-/// No more populating threads than this, however many cores.
-const PARALLEL_MAX: usize = 32;
+/// `MFD_HUGE_SHIFT` (linux/memfd.h): `MFD_HUGETLB`'s page size is `log2(size) << 26`.
+const MFD_HUGE_SHIFT: u32 = 26;
 
 pub(crate) struct Mapping {
     base: NonNull<u8>,
     len: usize,
-    /// `mlock2`/`mlock` succeeded on the range: `munlock` it at drop.
+    /// `mlock2`/`mlock` succeeded on the range (`munmap` unlocks it at drop).
     locked: bool,
     /// Every page is present and locked.
     pinned: bool,
@@ -84,23 +103,77 @@ pub(crate) struct Mapping {
     /// The file was seen carrying `F_SEAL_WRITE`. Seals are never removed, so once set this
     /// stays true and `is_frozen` asks the kernel no more.
     frozen: AtomicBool,
-    fd: OwnedFd,
+    /// The pages behind the mapping, and their size.
+    pages: Pages,
+    page_size: usize,
+    /// The NUMA node the pages are bound to (`Builder::numa_node`).
+    node: Option<u32>,
+    /// Taken by `Drop` (to close it after the `munmap`, possibly on the release thread),
+    /// never before.
+    fd: ManuallyDrop<OwnedFd>,
     /// This mapping's entry in the registry of files this process maps (`mapped.rs`):
-    /// removed after the mapping is gone (fields drop after `Drop::drop`), before the id.
+    /// removed after the mapping is handed to be released (fields drop after
+    /// `Drop::drop`), before the id.
     mapped: Mapped,
     ticket: Ticket,
+}
+
+/// What a mapping is made of and how it is populated: the choice of pages, and the
+/// Builder's placement, threads and progress.
+#[derive(Clone, Copy)]
+struct Shape<'a> {
+    pages: Pages,
+    page_size: usize,
+    node: Option<u32>,
+    threads: usize,
+    progress: Option<&'a Progress>,
 }
 
 impl Mapping {
     pub(crate) const BACKEND: &'static str = "linux memfd";
 
-    pub(crate) fn open(len: usize, name: &str, pin: Pin) -> Result<Mapping, MemError> {
-        check_headroom(len)?;
-        let name = CString::new(name).map_err(|_| MemError::BadName {
-            len: name.len(),
+    /// Opens a Block of `len` bytes (whole base pages) as `builder` says.
+    pub(crate) fn open(len: usize, builder: &Builder) -> Result<Mapping, MemError> {
+        let name = CString::new(builder.name.as_str()).map_err(|_| MemError::BadName {
+            len: builder.name.len(),
             reason: "contains a NUL byte",
         })?;
-        let fd = memfd(&name)?;
+        if let Some(node) = builder.node {
+            numa::check(node)?;
+        }
+        let choices = huge::candidates(len, builder.huge, builder.huge_size, builder.node)?;
+        let mut refused = None;
+        for choice in choices {
+            let shape = Shape {
+                pages: choice.pages,
+                page_size: choice.page_size,
+                node: builder.node,
+                threads: builder.threads,
+                progress: builder.progress.as_deref(),
+            };
+            match Mapping::open_as(choice, &name, builder.pin, shape) {
+                // hugetlb pages could not be had after all: the next candidate, if any.
+                Err(err @ MemError::HugePagesUnavailable { .. }) => refused = Some(err),
+                done => return done,
+            }
+        }
+        Err(refused.unwrap_or_else(|| huge::unavailable(len, 0, builder.node)))
+    }
+
+    /// Opens one candidate: steps 2 to 7.
+    fn open_as(
+        choice: Choice,
+        name: &std::ffi::CStr,
+        pin: Pin,
+        shape: Shape<'_>,
+    ) -> Result<Mapping, MemError> {
+        let len = choice.len;
+        let hugetlb = choice.pages == Pages::HugeTlb;
+        if !hugetlb {
+            headroom(len)?;
+        }
+        let fd = memfd(name, hugetlb.then_some(choice.page_size))
+            .map_err(|err| refuse_huge(err, hugetlb, len, shape))?;
         ffi::ftruncate(fd.as_fd(), len).map_err(os("ftruncate"))?;
         ffi::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)
             .map_err(os("fcntl(F_ADD_SEALS)"))?;
@@ -109,14 +182,25 @@ impl Mapping {
             dev: stat.dev,
             ino: stat.ino,
         };
-        Mapping::map(fd, len, inode, Access::ReadWrite, pin, Populate::Write)
+        Mapping::map(
+            fd,
+            len,
+            inode,
+            Access::ReadWrite,
+            pin,
+            Populate::Write,
+            shape,
+        )
+        .map_err(|err| refuse_huge(err, hugetlb, len, shape))
     }
 
     /// Maps and pins a memfd received from another process. The caller (`share/message.rs`) has
     /// checked that it is sealed against shrinking and growing (and against new writable
     /// mappings when `access` is `ReadOnly` and the share was read-only), so no holder of it
     /// can make this mapping fault, that it is a regular file of exactly `len` bytes, open
-    /// for `access`, holding every page; `inode` is its identity from the same `fstat`. Refused with `AlreadyMapped` if this process maps
+    /// for `access`, holding every page, and a whole number of its huge pages where it is a
+    /// hugetlb file (`hugetlb_page`); `inode` is its identity from the same `fstat`. Refused
+    /// with `AlreadyMapped` if this process maps
     /// the file already in a way the new mapping would alias (`mapped.rs`).
     pub(crate) fn import(
         fd: OwnedFd,
@@ -124,11 +208,23 @@ impl Mapping {
         inode: Inode,
         access: Access,
         pin: Pin,
+        hugetlb_page: Option<usize>,
     ) -> Result<Mapping, MemError> {
-        Mapping::map(fd, len, inode, access, pin, Populate::Read)
+        let (pages, page_size) = match hugetlb_page {
+            Some(page) => (Pages::HugeTlb, page),
+            None => (Pages::Base, crate::page_size()),
+        };
+        let shape = Shape {
+            pages,
+            page_size,
+            node: None,
+            threads: 0,
+            progress: None,
+        };
+        Mapping::map(fd, len, inode, access, pin, Populate::Read, shape)
     }
 
-    /// Steps 4 to 7, shared by `open` and `import`: register the mapping (`mapped.rs`),
+    /// Steps 5 to 7, shared by `open` and `import`: register the mapping (`mapped.rs`),
     /// `mmap`, then pin. On error `fd` is closed, and a mapping already made is unlocked,
     /// unmapped and unregistered, by `Drop`.
     fn map(
@@ -138,6 +234,7 @@ impl Mapping {
         access: Access,
         pin: Pin,
         populate: Populate,
+        shape: Shape<'_>,
     ) -> Result<Mapping, MemError> {
         // Id first (the registry names holders by id), then the registration, which refuses
         // before anything is mapped; both are given back by their drops on any error.
@@ -157,7 +254,11 @@ impl Mapping {
                 ffi::get_seals(fd.as_fd()).map_or(true, |seals| seals & write_seals == 0)
             }
         };
-        let base = ffi::mmap_shared(fd.as_fd(), len, prot).map_err(os("mmap"))?;
+        let base = match align_for(shape.pages, len, populate) {
+            Some(align) => mmap_aligned(fd.as_fd(), len, prot, align),
+            None => ffi::mmap_shared(fd.as_fd(), len, prot),
+        }
+        .map_err(os("mmap"))?;
         let mut map = Mapping {
             base,
             len,
@@ -168,27 +269,49 @@ impl Mapping {
             repin: false,
             lost: None,
             frozen: AtomicBool::new(false),
-            fd,
+            pages: shape.pages,
+            page_size: shape.page_size,
+            node: shape.node,
+            fd: ManuallyDrop::new(fd),
             mapped,
             ticket,
         };
-        map.pin(pin, populate)?;
+        if shape.pages == Pages::Transparent {
+            ffi::advise_huge_pages(base, len).map_err(os("madvise(MADV_HUGEPAGE)"))?;
+        }
+        if let Some(node) = shape.node {
+            numa::bind(base, len, node)?;
+        }
+        let tracker = Tracker::start(shape.progress, Work::Populate, len as u64);
+        let plan = Plan {
+            threads: shape.threads,
+            page_size: shape.page_size,
+            // Huge pages scale with cores; so do an import's read faults.
+            scales: shape.pages != Pages::Base || populate == Populate::Read,
+            node: shape.node,
+            tracker: Some(&tracker),
+        };
+        map.pin(pin, populate, &plan)?;
+        tracker.finish();
         Ok(map)
     }
 
     /// Populates every page and locks it per `pin`.
-    fn pin(&mut self, pin: Pin, populate_with: Populate) -> Result<(), MemError> {
-        let errno = match ffi::mlock_on_fault(self.base, self.len) {
+    fn pin(&mut self, pin: Pin, populate_with: Populate, plan: &Plan<'_>) -> Result<(), MemError> {
+        let mut on_fault = ffi::mlock_on_fault(self.base, self.len);
+        if on_fault.is_err() && release::pending() > 0 {
+            // Blocks dropped a moment ago still count against RLIMIT_MEMLOCK until the
+            // release thread has unmapped them.
+            release::wait();
+            on_fault = ffi::mlock_on_fault(self.base, self.len);
+        }
+        let errno = match on_fault {
             Ok(()) => {
+                // Each page is locked as it faults: once all are present, all are locked.
                 self.locked = true;
-                populate(self.base, self.len, populate_with)?;
-                match ffi::mlock(self.base, self.len) {
-                    Ok(()) => {
-                        self.pinned = true;
-                        return Ok(());
-                    }
-                    Err(errno) => errno,
-                }
+                populate(self.base, self.len, populate_with, plan)?;
+                self.pinned = true;
+                return Ok(());
             }
             // No mlock2 (before Linux 4.4, or filtered): mlock populates and locks at once.
             Err(libc::ENOSYS | libc::EINVAL) => match ffi::mlock(self.base, self.len) {
@@ -203,13 +326,7 @@ impl Mapping {
         };
         match pin {
             Pin::Required => Err(lock_refused(self.len, errno)),
-            Pin::BestEffort => {
-                if self.locked {
-                    let _ = ffi::munlock(self.base, self.len);
-                    self.locked = false;
-                }
-                populate(self.base, self.len, populate_with)
-            }
+            Pin::BestEffort => populate(self.base, self.len, populate_with, plan),
         }
     }
 
@@ -235,6 +352,23 @@ impl Mapping {
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    pub(crate) fn pages(&self) -> Pages {
+        self.pages
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    pub(crate) fn numa_node(&self) -> Option<u32> {
+        self.node
+    }
+
+    /// Bytes of the mapping on each NUMA node (`/proc/self/numa_maps`).
+    pub(crate) fn numa_bytes(&self) -> Result<Vec<(u32, u64)>, MemError> {
+        numa::bytes(self.base)
     }
 
     /// Whether the kernel counts this mapping as writable (see the field).
@@ -286,7 +420,8 @@ impl Mapping {
             self.repin = relock;
         }
         if self.repin {
-            self.pin(Pin::Required, Populate::Read)?;
+            let plan = Plan::import(self.page_size);
+            self.pin(Pin::Required, Populate::Read, &plan)?;
             self.repin = false;
         }
         Ok(())
@@ -337,23 +472,40 @@ fn lost(errno: i32) -> MemError {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // SAFETY: `fd` is taken here, once, and never used again: `self` is being dropped.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
         if self.lost.is_some() {
             // The range may be a hole another mapping has taken since: leave it alone.
             return;
         }
-        if self.locked {
-            let _ = ffi::munlock(self.base, self.len);
-        }
         // SAFETY: the mapping was created by `map` and is owned by `self`; the Block that
-        // lent out views of it is being dropped, so no reference into it is alive.
-        let _ = unsafe { ffi::munmap(self.base, self.len) };
-        // `fd` is closed after this body, when the field drops: the file itself is freed
-        // once the last holder (another process, a CUDA registration) lets go.
+        // lent out views of it is being dropped, so no reference into it is alive, and a
+        // CUDA registration of it was undone by the Extent's `Drop` before this one. No
+        // `munlock`: `munmap` unlocks a locked range itself.
+        unsafe { release::release(self.base, self.len, fd) };
+        // The file itself is freed once the last holder (another process, a CUDA
+        // registration elsewhere) lets go.
     }
 }
 
-fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, MemError> {
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+/// Checks the headroom for `len` more bytes, waiting first for Blocks still being released
+/// if they are what stands in the way.
+fn headroom(len: usize) -> Result<(), MemError> {
+    match check_headroom(len) {
+        Err(MemError::OutOfMemory { .. }) if release::pending() > 0 => {
+            release::wait();
+            check_headroom(len)
+        }
+        checked => checked,
+    }
+}
+
+/// `memfd_create` with the Block's flags: hugetlb pages of `hugetlb` bytes if given.
+fn memfd(name: &std::ffi::CStr, hugetlb: Option<usize>) -> Result<OwnedFd, MemError> {
+    let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    if let Some(page) = hugetlb {
+        flags |= libc::MFD_HUGETLB | (page.trailing_zeros() << MFD_HUGE_SHIFT);
+    }
     match ffi::memfd_create(name, flags | MFD_NOEXEC_SEAL) {
         // Before Linux 6.3 the flag is unknown.
         Err(libc::EINVAL) => ffi::memfd_create(name, flags),
@@ -362,116 +514,68 @@ fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, MemError> {
     .map_err(os("memfd_create"))
 }
 
-/// How to fault pages in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Populate {
-    /// `MADV_POPULATE_WRITE`: a new Block, whose pages do not exist yet; write faults
-    /// allocate them ready to be written.
-    Write,
-    /// `MADV_POPULATE_READ`: an import, whose pages the owner already allocated. Read faults
-    /// only build page tables, map up to 16 pages per fault (fault-around), and need no
-    /// write access, so they work on `PROT_READ` mappings too; on a writable shared memfd
-    /// mapping they map the pages writable (shmem needs no write notification). Measured
-    /// on the build machine: 1 GiB in ~0.06 s, against ~0.2 s for `MADV_POPULATE_WRITE`.
-    Read,
-}
-
-/// Faults every page of `base..base + len` in, with up to `PARALLEL_MAX` threads each
-/// faulting its own range.
-fn populate(base: NonNull<u8>, len: usize, with: Populate) -> Result<(), MemError> {
-    let page = crate::page_size();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = if len >= PARALLEL_MIN {
-        cores.min(len / PARALLEL_CHUNK).clamp(1, PARALLEL_MAX)
-    } else {
-        1
-    };
-    let chunk = len.div_ceil(threads).next_multiple_of(page);
-    let mut ranges = (0..len)
-        .step_by(chunk)
-        .map(|start| (start, chunk.min(len - start)));
-    if threads == 1 {
-        return ranges.try_for_each(|(start, n)| populate_range(base, start, n, with));
-    }
-    let at = Address(base);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = ranges
-            .map(|(start, n)| {
-                let spawned = std::thread::Builder::new()
-                    .name("unimem-populate".into())
-                    .spawn_scoped(scope, move || populate_range(at.get(), start, n, with));
-                // A process that may not start threads populates on this one.
-                spawned.map_err(|_| populate_range(at.get(), start, n, with))
-            })
-            .collect();
-        workers.into_iter().try_for_each(|worker| match worker {
-            Ok(handle) => handle.join().unwrap_or(Err(MemError::Os {
-                call: populate_call(with),
-                errno: libc::EIO,
-            })),
-            Err(inline) => inline,
-        })
-    })
-}
-
-/// Populates `n` bytes at `base + start`.
-fn populate_range(
-    base: NonNull<u8>,
-    start: usize,
-    n: usize,
-    with: Populate,
-) -> Result<(), MemError> {
-    // SAFETY: `start + n <= len`, inside the mapping.
-    let ptr = unsafe { base.add(start) };
-    loop {
-        let populated = match with {
-            Populate::Write => ffi::populate_write(ptr, n),
-            Populate::Read => ffi::populate_read(ptr, n),
-        };
-        match populated {
-            Ok(()) => return Ok(()),
-            Err(libc::EINTR | libc::EAGAIN) => continue,
-            // Before Linux 5.14: read one byte per page. A read fault on a shared memfd
-            // mapping allocates the page (shmem maps no shared zero page), and reading
-            // leaves an imported Block's contents alone.
-            Err(libc::EINVAL) => {
-                let page = crate::page_size();
-                for offset in (0..n).step_by(page) {
-                    // SAFETY: inside the mapping, which is readable; no `&mut` to it exists
-                    // yet (the Block is not built until populating is done).
-                    unsafe { ptr.add(offset).read_volatile() };
-                }
-                return Ok(());
-            }
-            Err(errno) => {
-                return Err(MemError::Os {
-                    call: populate_call(with),
-                    errno,
-                });
-            }
+/// A failure of a hugetlb attempt that means "the pages could not be had": the memfd
+/// refused (`EINVAL`: no such pool; `ENOMEM`), the `mmap` reservation refused (`ENOMEM`),
+/// or populating could not get a page (`EFAULT`: a `SIGBUS` avoided; `ENOMEM`). Becomes
+/// `HugePagesUnavailable` with the numbers of now, so that `open` tries the next
+/// candidate or reports it; any other error is passed on.
+fn refuse_huge(err: MemError, hugetlb: bool, len: usize, shape: Shape<'_>) -> MemError {
+    let unavailable = matches!(
+        err,
+        MemError::Os {
+            call: "memfd_create" | "mmap" | "madvise(MADV_POPULATE_WRITE)",
+            errno: libc::EINVAL | libc::ENOMEM | libc::EFAULT,
         }
+    );
+    if hugetlb && unavailable {
+        huge::unavailable(len, shape.page_size, shape.node)
+    } else {
+        err
     }
 }
 
-fn populate_call(with: Populate) -> &'static str {
-    match with {
-        Populate::Write => "madvise(MADV_POPULATE_WRITE)",
-        Populate::Read => "madvise(MADV_POPULATE_READ)",
+/// The alignment a mapping needs for its pages to be mapped huge: the PMD size for a
+/// transparent-huge-page Block, and for an import of a shmem file of whole huge pages
+/// where THP for shmem is allowed. hugetlb mappings are aligned by the kernel.
+fn align_for(pages: Pages, len: usize, populate: Populate) -> Option<usize> {
+    match (pages, populate) {
+        (Pages::Transparent, _) => huge::thp_size(),
+        (Pages::Base, Populate::Read) => {
+            let pmd = huge::thp_size()?;
+            let allowed = huge::shmem_thp().is_some_and(huge::thp_allowed);
+            (allowed && len >= pmd && len % pmd == 0).then_some(pmd)
+        }
+        _ => None,
     }
 }
 
-/// The base pointer, carried to populating threads.
-#[derive(Clone, Copy)]
-struct Address(NonNull<u8>);
-
-// SAFETY: each thread writes only its own disjoint range of a mapping that outlives the
-// scope in which the threads run.
-unsafe impl Send for Address {}
-
-impl Address {
-    fn get(self) -> NonNull<u8> {
-        self.0
+/// `mmap` of the whole file at an address aligned to `align`. The kernel usually aligns
+/// shmem mappings for huge pages itself; when it did not, a free aligned range is found
+/// with a `PROT_NONE` reservation of `len + align` (unmapped again) and asked for as a
+/// hint, which the kernel takes unless another thread took the range meanwhile (then the
+/// mapping is merely unaligned: slower, never wrong).
+fn mmap_aligned(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    prot: libc::c_int,
+    align: usize,
+) -> Result<NonNull<u8>, i32> {
+    let first = ffi::mmap_shared(fd, len, prot)?;
+    if first.as_ptr() as usize % align == 0 {
+        return Ok(first);
     }
+    // SAFETY: just mapped here, and nothing refers to it yet.
+    let _ = unsafe { ffi::munmap(first, len) };
+    let Some(span) = len.checked_add(align) else {
+        return ffi::mmap_shared(fd, len, prot);
+    };
+    let Ok(hole) = ffi::mmap_reserve(span) else {
+        return ffi::mmap_shared(fd, len, prot);
+    };
+    let aligned = (hole.as_ptr() as usize).next_multiple_of(align);
+    // SAFETY: the reservation was just made here, is inaccessible, and nothing refers to it.
+    let _ = unsafe { ffi::munmap(hole, span) };
+    ffi::mmap_shared_near(fd, len, prot, aligned)
 }
 
 fn lock_refused(requested: usize, errno: i32) -> MemError {

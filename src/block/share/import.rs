@@ -188,10 +188,10 @@ impl Block {
 
 /// Checks, maps and pins `share` with `access`.
 fn import(share: Share, access: Access, pin: Pin) -> Result<Extent, MemError> {
-    let inode = share.check(access)?;
+    let (inode, hugetlb_page) = share.check(access)?;
     let name = memfd_name(&share);
     let (fd, len) = share.into_parts();
-    let map = os::Mapping::import(fd, len, inode, access, pin)?;
+    let map = os::Mapping::import(fd, len, inode, access, pin, hugetlb_page)?;
     Ok(Extent::new(map, name.into_boxed_str()))
 }
 

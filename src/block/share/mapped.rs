@@ -32,8 +32,9 @@
 //!
 //! The refusal is [`MemError::AlreadyMapped`], naming a Block that holds the file.
 //!
-//! An entry lives exactly as long as its mapping, and the mapping holds the file open, so
-//! a file's identity cannot be reused while it is registered: a new memfd never meets a
+//! An entry lives no longer than its mapping (a large Block's mapping may outlive it for a
+//! moment on the release thread, unreachable: nothing can alias it), and the mapping holds
+//! the file open, so a file's identity cannot be reused while it is registered: a new memfd never meets a
 //! stale entry, and a file whose every mapping here has gone (its Blocks dropped; a
 //! [`Share`] still keeps it alive) can be imported again.
 //!

@@ -394,10 +394,12 @@ impl Share {
 
     /// Checks the file against the header before it is mapped with `map` access, in the
     /// order of the module docs: seals first (after them the size is final), then a regular
-    /// file of exactly the header's size, a descriptor open for the access, room for it
-    /// where a holder could still punch holes, and every page held. Returns the file's
-    /// identity (for the registry of files this process maps, `mapped.rs`).
-    pub(super) fn check(&self, map: Access) -> Result<Inode, MemError> {
+    /// file of exactly the header's size, a descriptor open for the access, a whole number
+    /// of its huge pages if it is a hugetlb file, room for it where a holder could still
+    /// punch holes, and every page held. Returns the file's identity (for the registry of
+    /// files this process maps, `mapped.rs`) and its hugetlb page size, if any (`fstatfs`:
+    /// `HUGETLBFS_MAGIC` and `f_bsize`).
+    pub(super) fn check(&self, map: Access) -> Result<(Inode, Option<usize>), MemError> {
         let fd = self.fd.as_fd();
         let seals = match ffi::get_seals(fd) {
             Ok(seals) => seals,
@@ -451,6 +453,20 @@ impl Share {
                 requested: map,
             });
         }
+        let fs = ffi::fstatfs(fd).map_err(os("fstatfs"))?;
+        let hugetlb_page = match fs.kind {
+            ffi::HUGETLBFS_MAGIC => {
+                let page = usize::try_from(fs.block_size).unwrap_or(0);
+                if page == 0 || !page.is_power_of_two() || self.header.size % page != 0 {
+                    return Err(MemError::ShareHeader {
+                        len: SHARE_HEADER_LEN,
+                        reason: "size is not a whole number of the file's huge pages",
+                    });
+                }
+                Some(page)
+            }
+            _ => None,
+        };
         if !write_sealed {
             // A holder may still punch holes: the worst this import can be made to allocate
             // is its whole size (`import.rs`, "Why the headroom check depends on the write
@@ -466,10 +482,11 @@ impl Share {
                 hole: (hole < size).then_some(hole),
             });
         }
-        Ok(Inode {
+        let inode = Inode {
             dev: stat.dev,
             ino: stat.ino,
-        })
+        };
+        Ok((inode, hugetlb_page))
     }
 
     /// The descriptor and the size, for the import.

@@ -14,7 +14,28 @@
 //!
 //! then prints Markdown tables and the issue's targets with PASS or MISS. Every operation
 //! waits for completion, so wall-clock time is the operation's time.
+//!
+//! `--scale 1,16,64` switches to the scale mode of issue 12 (`bench/scale.rs`): creation
+//! and release of GPU-usable pinned memory of those sizes on each kind of page
+//! (`--pages 4k,thp,hugetlb`) beside `cuMemAllocHost`, population against threads
+//! (`--threads 1,2,4,8,16`), where population stalls (`--probe`), and copies from
+//! huge-page Blocks (`--copies`); one JSON record per measurement (`--json FILE`, appended).
+//! `--plot DIR --from FILE...` turns such records (and the PyTorch script's) into SVG
+//! charts and Markdown tables (`bench/plot.rs`); it runs anywhere, GPU or not.
 
+#[path = "../bench/plot.rs"]
+mod plot;
+#[cfg(target_os = "linux")]
+#[path = "../bench/probe.rs"]
+mod probe;
+#[path = "../progress_bar.rs"]
+mod progress_bar;
+#[path = "../bench/record.rs"]
+mod record;
+#[path = "../bench/scale.rs"]
+mod scale;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,23 +44,115 @@ use unimem::cuda::{Context, Driver};
 use unimem::{Block, MemError};
 
 /// Measure CUDA copies, zero-copy access and pinned-memory creation: unimem Block vs
-/// cuMemAllocHost vs pageable memory.
+/// cuMemAllocHost vs pageable memory; with --scale, pinned memory at server scale.
 #[derive(Debug, Parser)]
 #[command(name = "unimem-cuda-bench", version, about)]
 struct Args {
     /// Bytes per operation, in MiB.
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     size_mib: usize,
-    /// Timed repetitions of each measurement (after one warm-up).
+    /// Timed repetitions of each measurement (after one warm-up); in the scale mode, of
+    /// each size below 16 GiB.
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// The CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: u32,
+    /// Scale mode: sizes in GiB (fractions allowed) to create, register and release.
+    #[arg(long, value_delimiter = ',', value_name = "GIB,...")]
+    scale: Vec<f64>,
+    /// Scale mode: the kinds of page (4k, thp, hugetlb); the system must grant them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "4k",
+        value_name = "KIND,..."
+    )]
+    pages: Vec<String>,
+    /// Scale mode: thread counts of the population sweep.
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    threads: Vec<usize>,
+    /// Scale mode: size of the sweep and the probe, in GiB.
+    #[arg(long, default_value_t = 16.0, value_name = "GIB")]
+    sweep_gib: f64,
+    /// Scale mode: run the population probe (madvise, files, touch, fallocate, anon).
+    #[arg(long)]
+    probe: bool,
+    /// Scale mode: size of the probe, in GiB.
+    #[arg(long, default_value_t = 8.0, value_name = "GIB")]
+    probe_gib: f64,
+    /// Scale mode: thread counts of the probe (default: the sweep's).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    probe_threads: Vec<usize>,
+    /// Scale mode: copies from a registered 1 GiB Block of each kind vs cuMemAllocHost.
+    #[arg(long)]
+    copies: bool,
+    /// Scale mode: do not measure cuMemAllocHost / cuMemFreeHost at each size.
+    #[arg(long)]
+    no_anchors: bool,
+    /// Scale mode: registration chunk in GiB (default: unimem's, 64 GiB).
+    #[arg(long, default_value_t = 0.0, value_name = "GIB")]
+    chunk_gib: f64,
+    /// Scale mode: append one JSON record per measurement to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Scale mode: a label stored in every record (e.g. the run and part).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Draw progress bars on stderr even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
+    /// Plot mode: write SVG charts and summary.md into this directory from --from files.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// Plot mode: JSON Lines files of records (the bench's and the PyTorch script's).
+    #[arg(long, value_name = "FILE")]
+    from: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.plot {
+        let records = record::read_all(&args.from);
+        return match plot::write(&records, dir) {
+            Ok(md) => {
+                print!("{md}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!(
+                    "unimem-cuda-bench: cannot write the plots into {}: {err}",
+                    dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !args.scale.is_empty() || !args.threads.is_empty() || args.probe {
+        let plan = scale::Plan {
+            sizes: args.scale.clone(),
+            pages: args.pages.clone(),
+            threads: args.threads.clone(),
+            sweep_gib: args.sweep_gib,
+            probe: args.probe,
+            probe_gib: args.probe_gib,
+            probe_threads: args.probe_threads.clone(),
+            copies: args.copies,
+            anchors: !args.no_anchors,
+            reps: args.reps,
+            device: args.device,
+            chunk_gib: args.chunk_gib,
+            progress: args.progress,
+        };
+        let records = record::Records::new(args.json.clone(), args.label.clone());
+        return match scale::run(&plan, &records) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("unimem-cuda-bench: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
