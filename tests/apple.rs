@@ -13,7 +13,9 @@ mod common;
 
 use std::ffi::c_void;
 
-use unimem::{Block, IOSurfaceRef, MachPort, MemError, Pin, SurfaceShape, page_size};
+use unimem::{
+    Block, HugePages, IOSurfaceRef, MachPort, MemError, Pages, Pin, SurfaceShape, page_size,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -82,6 +84,46 @@ fn pin_required_pins_or_says_why() {
         }
         Err(other) => panic!("unexpected error: {other:?}"),
     }
+}
+
+/// Huge pages and NUMA placement are Linux only (`specs/scale.md`, platform notes):
+/// `Required` and any node are refused before a surface is made; `Try` gives base pages.
+#[test]
+fn huge_pages_and_numa_nodes_are_linux_only() {
+    let err = Block::builder(MIB)
+        .huge_pages(HugePages::Required)
+        .pin(Pin::BestEffort)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemError::HugePagesUnavailable {
+                free: 0,
+                shmem_enabled: "not linux",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let block = Block::builder(MIB)
+        .huge_pages(HugePages::Try)
+        .pin(Pin::BestEffort)
+        .open()
+        .unwrap();
+    assert_eq!(
+        (block.pages(), block.page_size()),
+        (Pages::Base, page_size())
+    );
+    let err = Block::builder(MIB)
+        .numa_node(0)
+        .pin(Pin::BestEffort)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(err, MemError::BadNumaNode { node: 0, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use common::{Census, is_child};
-use unimem::cuda::{Attribute, CopyPath, CopyRange, CudaBlock, Driver, Fallback};
+use unimem::cuda::{Attribute, CopyPath, CopyRange, CudaBlock, Driver, Fallback, RegisterOptions};
 use unimem::{Block, CellId, ErrorKind, Grid, MemError, Pin, Tape, fault};
 
 const MIB: usize = 1 << 20;
@@ -383,6 +383,49 @@ fn a_page_registered_twice_is_already_registered() {
             // Dropped: it registers again.
             let again = block.register_cuda(&driver, 0).unwrap();
             drop(again);
+            assert_eq!(driver_holds(), (0, 0, 0));
+        },
+    );
+}
+
+/// A chunk whose device address does not follow the first chunk's (the stand-in adds a gap
+/// per live registration, as a device without unified addressing could) is refused with
+/// the numbers, and every chunk registered, the refused one included, is unregistered.
+#[test]
+fn a_chunk_not_contiguous_with_the_first_is_refused() {
+    const GAP: u64 = 1 << 40;
+    let env = [("UNIMEM_FAKE_CUDA_REGISTER_GAP", GAP.to_string())];
+    with_fake_driver(
+        "a_chunk_not_contiguous_with_the_first_is_refused",
+        &env,
+        |driver| {
+            let block = block(4 * MIB);
+            let progress = std::sync::Arc::new(unimem::Progress::new());
+            let options = RegisterOptions::new().chunk(MIB).progress(&progress);
+            let before = Census::take();
+            fault::reset();
+            let err = block.register_cuda_with(&driver, 0, &options).unwrap_err();
+            let base = block.address() as u64;
+            assert_eq!(
+                err,
+                MemError::CudaNotContiguous {
+                    device: 0,
+                    offset: MIB,
+                    expected: base + MIB as u64,
+                    found: base + MIB as u64 + GAP,
+                }
+            );
+            assert_eq!(err.kind(), ErrorKind::Unsupported);
+            // The second chunk was registered, then refused: both are undone.
+            assert_eq!(fault::calls("cuMemHostRegister_v2"), 2);
+            assert_eq!(fault::calls("cuMemHostUnregister"), 2);
+            assert_eq!(driver_holds(), (0, 0, 0));
+            assert_eq!((progress.done(), progress.total()), (0, 0));
+            before.unchanged("a refused chunked registration");
+            // In one chunk there is nothing to be contiguous with: it registers.
+            let whole = block.register_cuda(&driver, 0).unwrap();
+            assert_eq!((whole.chunks(), whole.device_ptr()), (1, base));
+            drop(whole);
             assert_eq!(driver_holds(), (0, 0, 0));
         },
     );

@@ -12,10 +12,13 @@
 
 mod common;
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Peer, ack, assert_child_passes, fill, holds, is_child, parent_socket};
+use common::{Census, Peer, ack, assert_child_passes, fill, holds, is_child, parent_socket};
 use unimem::{
     Access, Block, ErrorKind, HugePages, Limits, MemError, Pages, Pin, Progress, Share, page_size,
 };
@@ -38,6 +41,23 @@ fn hugetlb_offer() -> Option<(usize, u64)> {
         .into_iter()
         .find(|pool| pool.page_size == size)?;
     Some((size, pool.usable()))
+}
+
+/// The default hugetlb page size, where at least `pages` of it are usable; otherwise `None`,
+/// after [`common::skip`]ping `test` (requirement `HUGETLB`: `.ci/run` reserves 64 pages
+/// of 2 MiB for its test step and requires them).
+fn hugetlb_or_skip(test: &str, pages: u64) -> Option<usize> {
+    match hugetlb_offer() {
+        Some((size, usable)) if usable >= pages => Some(size),
+        offer => {
+            let why = format!(
+                "fewer than {pages} hugetlb pages usable here (default size and usable: \
+                 {offer:?}); as root: echo 64 > /proc/sys/vm/nr_hugepages"
+            );
+            common::skip(test, "HUGETLB", &why);
+            None
+        }
+    }
 }
 
 /// Whether THP for shmem is allowed here, and its size.
@@ -236,11 +256,9 @@ fn hugetlb_blocks_share_freeze_and_import() {
         ack(&socket);
         return;
     }
-    let Some((page, usable)) = hugetlb_offer().filter(|&(_, usable)| usable >= 2) else {
-        eprintln!("test {TEST}: skipped: fewer than 2 hugetlb pages free here");
+    let Some(page) = hugetlb_or_skip(TEST, 2) else {
         return;
     };
-    eprintln!("{TEST}: {usable} hugetlb pages of {page} bytes free");
     let mut owner = Block::builder(2 * page)
         .huge_pages(HugePages::Required)
         .name("unimem-hugetlb-test")
@@ -258,6 +276,156 @@ fn hugetlb_blocks_share_freeze_and_import() {
     peer.send_share(&frozen, Access::ReadOnly);
     peer.wait_ack();
     peer.assert_passes();
+}
+
+/// The hugetlb candidate fails after the choice: its pages taken between the check and the
+/// `mmap` (`ENOMEM`), or a page that cannot be had when populating (`EFAULT`, a `SIGBUS`
+/// avoided; `ENOMEM`), each injected once. `Required` reports `HugePagesUnavailable` with
+/// the numbers of now, `Try` takes the next candidate; nothing is left behind either way.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn hugetlb_pages_that_cannot_be_had_fall_back_or_are_refused() {
+    const TEST: &str = "hugetlb_pages_that_cannot_be_had_fall_back_or_are_refused";
+    if !is_child(TEST) {
+        if hugetlb_or_skip(TEST, 2).is_some() {
+            assert_child_passes(TEST);
+        }
+        return;
+    }
+    let (page, _) = hugetlb_offer().unwrap();
+    let size = 2 * page;
+    // The candidate after hugetlb, as the machine decides: THP for shmem where it is allowed
+    // and of this size, else (under `Try`) base pages.
+    let next = match thp_offer() {
+        Some(pmd) if pmd == page => Pages::Transparent,
+        _ => Pages::Base,
+    };
+    let open = |policy| {
+        Block::builder(size)
+            .huge_pages(policy)
+            .huge_page_size(page)
+            .pin(Pin::BestEffort)
+            .name("unimem-hugetlb-fault")
+            .open()
+    };
+    for (call, errno) in [
+        ("mmap", libc::ENOMEM),
+        ("madvise(MADV_POPULATE_WRITE)", libc::EFAULT),
+        ("madvise(MADV_POPULATE_WRITE)", libc::ENOMEM),
+    ] {
+        let what = format!("{call} failing with {errno}");
+        let before = Census::take();
+        unimem::fault::reset();
+        unimem::fault::fail(call, 1, errno);
+        match (open(HugePages::Required), next) {
+            (Ok(block), Pages::Transparent) => assert_eq!(block.pages(), next, "{what}"),
+            (Err(err), Pages::Base) => {
+                let MemError::HugePagesUnavailable {
+                    requested,
+                    page_size: got_page,
+                    needed: 2,
+                    node: None,
+                    ..
+                } = err
+                else {
+                    panic!("{what}: expected HugePagesUnavailable, got {err:?}");
+                };
+                assert_eq!((requested, got_page), (size, page), "{what}");
+                assert!(err.to_string().contains("HugePages::Try"), "{what}: {err}");
+            }
+            (got, _) => panic!("{what}: Required gave {got:?}, expected {next}"),
+        }
+        assert!(!unimem::fault::pending(), "{what}: never reached");
+        before.unchanged(&format!("Required, {what}"));
+        unimem::fault::fail(call, 1, errno);
+        let mut block = open(HugePages::Try).unwrap();
+        assert!(!unimem::fault::pending(), "{what}: never reached");
+        assert_eq!(block.pages(), next, "{what}");
+        fill(block.as_slice_mut(), 9);
+        assert!(holds(block.as_slice(), 9));
+        drop(block);
+        before.unchanged(&format!("Try, {what}"));
+    }
+    // Without a fault the same Builder gets hugetlb pages: the failures above were the
+    // injected ones.
+    unimem::fault::reset();
+    let block = open(HugePages::Required).unwrap();
+    assert_eq!((block.pages(), block.page_size()), (Pages::HugeTlb, page));
+}
+
+/// A hostile owner's hugetlb memfd whose size ends inside a huge page: `ftruncate` refuses
+/// such a size, but `fallocate` before `F_SEAL_GROW` sets it (the kernel allocates whole
+/// pages and sets the size to the byte). Mapped, its last page could not be unmapped
+/// (`munmap` of a length that is not whole huge pages is `EINVAL`), so the import refuses it
+/// before mapping anything, and closes the descriptor.
+#[test]
+fn a_hugetlb_share_ending_inside_a_huge_page_is_refused() {
+    const TEST: &str = "a_hugetlb_share_ending_inside_a_huge_page_is_refused";
+    if !is_child(TEST) {
+        if hugetlb_or_skip(TEST, 2).is_some() {
+            assert_child_passes(TEST);
+        }
+        return;
+    }
+    let (page, _) = hugetlb_offer().unwrap();
+    let size = page + page_size();
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_HUGETLB;
+    // SAFETY: memfd_create with a literal name; the descriptor is owned at once.
+    let file = unsafe {
+        let fd = libc::memfd_create(c"unimem-hostile-hugetlb".as_ptr(), flags);
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(fd)
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: ftruncate, fallocate and fcntl on an open descriptor change only the file.
+    unsafe {
+        assert_eq!(libc::ftruncate(fd, size as libc::off_t), -1);
+        assert_eq!(
+            common::errno(),
+            libc::EINVAL,
+            "ftruncate to part of a huge page"
+        );
+        let r = libc::fallocate(fd, 0, 0, size as libc::off_t);
+        assert_eq!(r, 0, "fallocate: {}", std::io::Error::last_os_error());
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE;
+        assert_eq!(libc::fcntl(fd, libc::F_ADD_SEALS, seals), 0);
+    }
+    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap();
+    assert_eq!(meta.len(), size as u64, "the size set to the byte");
+    assert!(
+        meta.blocks() * 512 >= 2 * page as u64,
+        "whole pages allocated"
+    );
+    let (sender, receiver) = UnixStream::pair().unwrap();
+    let before = Census::take();
+    common::send_raw(&sender, &share_header(size as u64), &[fd]);
+    drop(file);
+    let share = Share::recv(&receiver).unwrap();
+    let err = Block::import_read_only(share, Pin::BestEffort).unwrap_err();
+    assert_eq!(
+        err,
+        MemError::ShareHeader {
+            len: 24,
+            reason: "size is not a whole number of the file's huge pages"
+        }
+    );
+    assert_eq!(err.kind(), ErrorKind::RefusedPeer);
+    // The received descriptor is closed; the sender's copy was closed above.
+    let mut after = before;
+    after.fds -= 1;
+    after.unchanged("a refused hugetlb share");
+}
+
+/// A read-only share header as `specs/share.md` lays it out, from a sender whose Block id
+/// is 77.
+fn share_header(size: u64) -> [u8; 24] {
+    let mut header = [0u8; 24];
+    header[..8].copy_from_slice(b"UNIMEMSH");
+    header[8..10].copy_from_slice(&1u16.to_le_bytes());
+    header[10] = 1;
+    header[12..16].copy_from_slice(&77u32.to_le_bytes());
+    header[16..24].copy_from_slice(&size.to_le_bytes());
+    header
 }
 
 #[test]

@@ -42,9 +42,10 @@
 //!   that needs work still pending (a `poll` that says "not yet") cannot have it here.
 //! - **A device pointer is the host address.** Device memory (`cuMemAlloc_v2`) is a
 //!   4 KiB-aligned heap allocation the CPU can read, a registration's device pointer is its
-//!   host address (unified addressing), and every device has the same address space. An
-//!   address the driver does not know is not an error: the CPU writes it (a wild one crashes
-//!   the test process), where a GPU would fault later.
+//!   host address (unified addressing; `UNIMEM_FAKE_CUDA_REGISTER_GAP`, below, breaks that on
+//!   purpose), and every device has the same address space. An address the driver does not
+//!   know is not an error: the CPU writes it (a wild one crashes the test process), where a
+//!   GPU would fault later.
 //! - No sticky errors, no errors "from previous asynchronous launches", no limits (the
 //!   1 GiB `cuDeviceTotalMem` reports is not enforced), no peer access, no memory types.
 //!
@@ -72,7 +73,11 @@
 //!   this build's, `cuInit` fails with `CUDA_ERROR_UNKNOWN` and says why on stderr, so a run
 //!   never tests another mode than it names;
 //! - `UNIMEM_FAKE_CUDA_DEVICES`: how many devices (1 to 8, default 1);
-//! - `UNIMEM_FAKE_CUDA_ZERO_ATTRIBUTE`: an attribute code whose value is 0 (default none).
+//! - `UNIMEM_FAKE_CUDA_ZERO_ATTRIBUTE`: an attribute code whose value is 0 (default none);
+//! - `UNIMEM_FAKE_CUDA_REGISTER_GAP`: bytes added to a registration's device pointer for each
+//!   registration live when it was made (default 0): the chunks of one Block then get device
+//!   addresses that do not follow one another, as without unified addressing. Such device
+//!   pointers name no host bytes; only registering means anything with it.
 //!
 //! For the tests' leak checks: `unimem_fake_cuda_live(out)` writes three counts (live
 //! registrations, live allocations, primary-context retains of all devices), and
@@ -108,6 +113,9 @@ struct Registration {
     base: usize,
     len: usize,
     read_only: bool,
+    /// Added to the host address to give the device pointer: 0 unless
+    /// `UNIMEM_FAKE_CUDA_REGISTER_GAP` is set (see `register_gap`).
+    shift: u64,
 }
 
 struct State {
@@ -143,6 +151,15 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 
 fn env_int(name: &str) -> Option<i64> {
     std::env::var(name).ok()?.parse().ok()
+}
+
+/// `UNIMEM_FAKE_CUDA_REGISTER_GAP`: bytes added to the device pointer of a registration for
+/// each registration live when it was made (default 0: the device pointer is the host
+/// address). With a gap, a Block registered in chunks gets device addresses that do not
+/// follow one another, as on a device without unified addressing; such device pointers
+/// name no host bytes, so only registration is meaningful with it.
+fn register_gap() -> u64 {
+    env_int("UNIMEM_FAKE_CUDA_REGISTER_GAP").map_or(0, |gap| gap as u64)
 }
 
 fn devices() -> c_int {
@@ -481,10 +498,12 @@ pub extern "C" fn cuMemHostRegister_v2(ptr: *mut c_void, len: usize, flags: c_ui
     {
         return ALREADY_REGISTERED;
     }
+    let shift = register_gap().wrapping_mul(state.registered.len() as u64);
     state.registered.push(Registration {
         base,
         len,
         read_only: flags & REGISTER_READ_ONLY != 0,
+        shift,
     });
     SUCCESS
 }
@@ -509,16 +528,17 @@ pub unsafe extern "C" fn cuMemHostGetDevicePointer_v2(
 ) -> CUresult {
     let p = ptr as usize;
     let state = state();
-    let known = state
+    let shift = state
         .registered
         .iter()
-        .map(|r| (r.base, r.len))
-        .chain(state.allocations.iter().copied())
-        .any(|(b, l)| (b..b + l).contains(&p));
-    if flags != 0 || !known {
+        .map(|r| (r.base, r.len, r.shift))
+        .chain(state.allocations.iter().map(|&(b, l)| (b, l, 0)))
+        .find(|&(b, l, _)| (b..b + l).contains(&p))
+        .map(|(_, _, shift)| shift);
+    let Some(shift) = shift.filter(|_| flags == 0) else {
         return INVALID_VALUE;
-    }
-    *device_ptr = p as u64;
+    };
+    *device_ptr = (p as u64).wrapping_add(shift);
     SUCCESS
 }
 

@@ -78,7 +78,17 @@ pub(crate) fn exercise(report: &mut Report, size: usize, node: Option<u32>, prog
         } else {
             nodes.join("; ")
         },
-        json!(limits.numa_nodes.iter().map(|n| n.id).collect::<Vec<_>>()),
+        // Keyed by node id: a row's JSON value is never an array (specs/tool.md).
+        serde_json::Value::Object(
+            limits
+                .numa_nodes
+                .iter()
+                .map(|n| {
+                    let node = json!({"cpus": n.cpus.len(), "mem_total": n.mem_total, "mem_free": n.mem_free});
+                    (n.id.to_string(), node)
+                })
+                .collect(),
+        ),
     );
 
     let progress_counter = Arc::new(Progress::new());
@@ -130,7 +140,12 @@ pub(crate) fn exercise(report: &mut Report, size: usize, node: Option<u32>, prog
                 .map(|&(n, b)| format!("node {n}: {}", fmt_bytes(b)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            json!(nodes),
+            serde_json::Value::Object(
+                nodes
+                    .iter()
+                    .map(|&(n, b)| (n.to_string(), json!(b)))
+                    .collect(),
+            ),
         ),
         Err(err) => s.text("landed on", format!("unknown: {err}")),
     }

@@ -97,7 +97,9 @@ fn json_report_follows_the_schema() {
         .filter(|&s| s != "machine")
         .collect();
     assert_eq!(sorted, expected_verdicts);
-    let require_cuda = std::env::var("UNIMEM_REQUIRE_CUDA").is_ok_and(|v| v == "1");
+    let require =
+        |what: &str| std::env::var(format!("UNIMEM_REQUIRE_{what}")).is_ok_and(|v| v == "1");
+    let require_cuda = require("CUDA");
     for verdict in verdicts {
         let object = verdict.as_object().unwrap();
         assert_eq!(object.len(), 3, "{verdict}");
@@ -112,6 +114,9 @@ fn json_report_follows_the_schema() {
         assert_ne!(status, "failed", "{capability} FAILED: {detail}");
         let must_work = match capability {
             "cuda" => require_cuda,
+            // Huge pages are the machine's to grant (`refused` where none are, specs/tool.md):
+            // they must work where the run requires hugetlb pages (`.ci/run` reserves them).
+            "pages" => cfg!(target_os = "linux") && root() && require("HUGETLB"),
             // Root may pin and share whatever it asks for here.
             _ => cfg!(target_os = "linux") && root(),
         };

@@ -132,12 +132,22 @@ pub(crate) fn cpus_for(node: u32) -> Vec<usize> {
 
 /// Bytes of the mapping that starts at `base` on each node, from `/proc/self/numa_maps`.
 pub(crate) fn bytes(base: NonNull<u8>) -> Result<Vec<(u32, u64)>, MemError> {
+    bytes_in(
+        std::fs::read_to_string("/proc/self/numa_maps"),
+        base.as_ptr() as usize,
+    )
+}
+
+/// [`bytes`] from what reading `numa_maps` gave: a failed read is its errno (`ENOENT`
+/// where the kernel has no NUMA), a file without the mapping's line `ESRCH`. Apart from
+/// the read so that both refusals are tested on any machine.
+fn bytes_in(maps: std::io::Result<String>, start: usize) -> Result<Vec<(u32, u64)>, MemError> {
     let call = "read /proc/self/numa_maps";
-    let maps = std::fs::read_to_string("/proc/self/numa_maps").map_err(|err| MemError::Os {
+    let maps = maps.map_err(|err| MemError::Os {
         call,
         errno: err.raw_os_error().unwrap_or(libc::EIO),
     })?;
-    parse_line(&maps, base.as_ptr() as usize).ok_or(MemError::Os {
+    parse_line(&maps, start).ok_or(MemError::Os {
         call,
         errno: libc::ESRCH,
     })
@@ -189,6 +199,33 @@ mod tests {
         let meminfo = "Node 0 MemTotal:       24567844 kB\nNode 0 MemFree:  100 kB\n";
         assert_eq!(node_kib(meminfo, "MemTotal:"), Some(24_567_844 * 1024));
         assert_eq!(node_kib(meminfo, "MemFree:"), Some(100 * 1024));
+    }
+
+    #[test]
+    fn numa_maps_unreadable_or_without_the_line_is_os() {
+        let call = "read /proc/self/numa_maps";
+        // A kernel without NUMA has no numa_maps.
+        let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            bytes_in(Err(missing), 0x7f00_0000_0000),
+            Err(MemError::Os {
+                call,
+                errno: libc::ENOENT
+            })
+        );
+        // Readable, but no line starts at the mapping.
+        let maps = "7f0000000000 default file=/memfd:x dirty=1 N0=1 kernelpagesize_kB=4\n";
+        assert_eq!(
+            bytes_in(Ok(maps.to_owned()), 0x7f10_0000_0000),
+            Err(MemError::Os {
+                call,
+                errno: libc::ESRCH
+            })
+        );
+        assert_eq!(
+            bytes_in(Ok(maps.to_owned()), 0x7f00_0000_0000),
+            Ok(vec![(0, 4096)])
+        );
     }
 
     #[test]

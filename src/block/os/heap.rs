@@ -143,6 +143,36 @@ mod tests {
         assert_eq!(best.len(), crate::page_size());
     }
 
+    #[test]
+    fn huge_pages_and_numa_nodes_are_refused_off_linux() {
+        let page = crate::page_size();
+        let builder = crate::Block::builder(1).pin(Pin::BestEffort);
+        // Required cannot be met here: refused before anything is allocated.
+        let required = Mapping::open(page, &builder.clone().huge_pages(HugePages::Required));
+        assert!(
+            matches!(
+                required,
+                Err(MemError::HugePagesUnavailable {
+                    requested,
+                    free: 0,
+                    shmem_enabled: "not linux",
+                    node: None,
+                    ..
+                }) if requested == page
+            ),
+            "{:?}",
+            required.err()
+        );
+        // Try gives base pages.
+        let tried = Mapping::open(page, &builder.clone().huge_pages(HugePages::Try)).unwrap();
+        assert_eq!((tried.pages(), tried.page_size()), (Pages::Base, page));
+        // A NUMA node, even 0, is Linux only.
+        assert!(matches!(
+            Mapping::open(page, &builder.numa_node(0)),
+            Err(MemError::BadNumaNode { node: 0, .. })
+        ));
+    }
+
     // Miri reports an allocation this large as resource exhaustion instead of returning
     // null, so this one runs natively only (on Linux through `block::heap_backend`).
     #[cfg(not(miri))]
